@@ -1,0 +1,63 @@
+"""The FastAPI application: collection (/v1/*), management (/v1/admin/*), health."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from tessera import __version__
+from tessera.api import admin, collect
+from tessera.api import imports as imports_api
+from tessera.runtime import Instance
+from tessera.services.pipeline import Pipeline
+
+
+def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI:
+    """Build the app on ``instance``; the ingestion pipeline runs for the app's lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pipeline = Pipeline(instance)
+        pipeline.start()
+        app.state.pipeline = pipeline
+        try:
+            yield
+        finally:
+            pipeline.stop()
+
+    app = FastAPI(
+        title="Tessera CDP",
+        version=__version__,
+        description="Collect (Segment-compatible), unify, tag, select, activate, measure.",
+        lifespan=lifespan,
+    )
+    app.state.instance = instance
+    app.state.local_token = local_token or secrets.token_urlsafe(32)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        body: dict[str, Any]
+        if isinstance(exc.detail, dict):
+            body = {"success": False, **exc.detail}
+        else:
+            body = {"success": False, "error": "http_error", "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        pipeline: Pipeline | None = getattr(app.state, "pipeline", None)
+        return {
+            "status": "ok",
+            "version": __version__,
+            "loader_error": pipeline.loader.last_error if pipeline else None,
+        }
+
+    app.include_router(collect.router)
+    app.include_router(admin.router)
+    app.include_router(imports_api.router)
+    return app

@@ -1,0 +1,25 @@
+"""The `tessera` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import typer
+
+from tessera.cli import admin, demo, imports
+
+app = typer.Typer(
+    name="tessera",
+    help="Tessera CDP — collect, unify, tag, select, activate, measure.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+admin.register(app)
+imports.register(app)
+demo.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

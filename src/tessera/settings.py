@@ -1,0 +1,66 @@
+"""Settings, read from the environment as ``TESSERA_<AREA>_<KEY>`` (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestSettings(BaseModel):
+    """Limits and tuning of the Segment-compatible collection path."""
+
+    max_message_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    max_batch_messages: int = 2500
+    #: Unloaded write-ahead-log bytes above which /v1/* answers 429 + Retry-After.
+    max_backlog_bytes: int = 256 * 1024 * 1024
+    #: Requests waiting for the log writer above which /v1/* answers 429.
+    max_pending_writes: int = 2000
+    retry_after_seconds: int = 2
+    #: fsync the write-ahead log before answering 200 (turn off only for throwaway demos).
+    fsync: bool = True
+    #: How long a messageId is remembered for de-duplication (Segment's window is 24 h).
+    dedup_window_hours: int = 24
+    #: At most this many recent messageIds are remembered.
+    dedup_max_ids: int = 5_000_000
+    #: The loader moves the log into the analytic store at least this often.
+    load_interval_ms: int = 200
+    #: Write-ahead-log segment size before rolling to a new file.
+    wal_segment_bytes: int = 64 * 1024 * 1024
+
+
+class StoreSettings(BaseModel):
+    """Where state lives. Defaults are embedded files under the data dir."""
+
+    #: SQLAlchemy URL of the operational store; empty = SQLite file in the data dir.
+    operational_url: str = ""
+    duckdb_threads: int = 0
+    duckdb_memory_limit: str = ""
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8600
+
+
+class Settings(BaseSettings):
+    """All settings. ``TESSERA_DATA_DIR`` picks the data dir; nested areas use one ``_``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TESSERA_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    data: Path = Field(default=Path("tessera-data"), description="data dir (TESSERA_DATA)")
+    ingest: IngestSettings = IngestSettings()
+    store: StoreSettings = StoreSettings()
+    server: ServerSettings = ServerSettings()
+    default_region: str = "CN"
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
