@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -31,6 +32,16 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising SIGTERM/SIGINT after shutdown: our cleanup must run."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
+
+
 def _has(module: str) -> bool:
     try:
         __import__(module)
@@ -49,7 +60,7 @@ def serve(
     """Run the server until SIGINT/SIGTERM. Writes ``server.json`` so the CLI can find it."""
     local_token = secrets.token_urlsafe(32)
     app = create_app(instance, local_token=local_token)
-    server = uvicorn.Server(_config(app, host, port))
+    server = _Server(_config(app, host, port))
     url = f"http://{host}:{port}"
     info_path = instance.data_dir.server_file
 

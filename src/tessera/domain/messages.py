@@ -174,6 +174,8 @@ def normalise(
     category = None
     if mtype == "track":
         event = _text(msg, "event", "event")
+        if not isinstance(msg.get("event"), str):
+            raise MessageError("event", f"must be a string, not {type(msg.get('event')).__name__}")
         if event is None:
             raise MessageError("event", "a track message needs an event name")
         event = event[:200]

@@ -65,6 +65,7 @@ class WalWriter:
         self._durable_cv = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
         self._closed = False
+        self._roll = False  # after a failed write the segment may end torn: continue in a new one
         self._thread.start()
 
     def _open(self, seq: int) -> int:
@@ -121,13 +122,15 @@ class WalWriter:
                 self._write(batch)
             except BaseException as exc:  # disk full, I/O error: every waiter gets a 5xx
                 error = exc
+                self._roll = True
             with self._pending_lock:
                 self._pending -= len(batch)
             for _, done in batch:
                 done(error)
 
     def _write(self, batch: list[tuple[bytes, Done]]) -> None:
-        if self._offset >= self.segment_bytes:
+        if self._offset >= self.segment_bytes or self._roll:
+            self._roll = False
             os.close(self._fd)
             self._seq += 1
             self._fd = self._open(self._seq)
