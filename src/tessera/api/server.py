@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,8 @@ def serve(
     on_ready: Callable[[str, str], None] | None = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM. Writes ``server.json`` so the CLI can find it."""
+    # The loader thread shares the GIL with the event loop: hand it over every millisecond, not five.
+    sys.setswitchinterval(0.001)
     local_token = secrets.token_urlsafe(32)
     app = create_app(instance, local_token=local_token)
     server = _Server(_config(app, host, port))

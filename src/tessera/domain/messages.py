@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -42,19 +42,15 @@ class MessageError(ValueError):
         self.reason = reason
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
 def to_micros(dt: datetime) -> int:
+    """Microseconds since the epoch (UTC); a naive datetime is taken as UTC."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return (
-        (dt.toordinal() - 719163) * 86_400_000_000
-        + dt.hour * 3_600_000_000
-        + dt.minute * 60_000_000
-        + dt.second * 1_000_000
-        + dt.microsecond
-        - int(
-            dt.utcoffset().total_seconds() * 1_000_000  # type: ignore[union-attr]
-        )
-    )
+    return (dt - _EPOCH) // _MICRO
 
 
 def parse_time(value: Any, field: str) -> int | None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from tessera.domain.messages import MessageError, normalise, to_micros
+from tessera.domain.fast_messages import try_fast
+from tessera.domain.messages import MessageError, normalise, parse_time, to_micros
 from tessera.services.sources import Source
 from tessera.settings import IngestSettings
 
@@ -149,8 +150,21 @@ class Collector:
         rows: list[tuple[Any, ...]] = []
         dead: list[tuple[Any, ...]] = []
         errors: list[dict[str, Any]] = []
+        fast = implied_type is None and batch_context is None and batch_integrations is None
+        batch_sent_us = None
+        if fast:
+            try:
+                batch_sent_us = parse_time(sent_at, "sentAt")
+            except MessageError:
+                fast = False  # every message gets the slow path's error
+        max_bytes = s.max_message_bytes
         for index, raw in enumerate(raws):
             raw_bytes = bytes(raw)
+            if fast and len(raw_bytes) <= max_bytes:
+                row = try_fast(raw_bytes, source_id=source.id, received_us=received_us, batch_sent_us=batch_sent_us)
+                if row is not None:
+                    rows.append(row)
+                    continue
             msg: Any = None
             try:
                 if len(raw_bytes) > s.max_message_bytes:

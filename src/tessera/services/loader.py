@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
@@ -42,6 +43,8 @@ _DEAD_TYPES = {
     "field": _STR, "reason": _STR, "payload": _STR,
 }  # fmt: skip
 _EVENT_NAME_POS = EVENT_COLUMNS.index("event")
+#: Rows converted to Arrow at a time (each piece holds the GIL for a few milliseconds).
+_CHUNK = 4096
 _INSERT_EVENTS = """
 INSERT INTO events SELECT message_id, source_id, type::message_type, event_id, user_id, anonymous_id,
     group_id, previous_id, "timestamp", original_timestamp, sent_at, received_at,
@@ -187,21 +190,13 @@ class Loader:
         return out
 
     def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        columns = list(zip(*rows, strict=True))
-        arrays = []
-        names = []
-        for i, col in enumerate(EVENT_COLUMNS):
-            if col == "event":
-                arrays.append(pa.array(self._event_ids(cur, rows), type=pa.int32()))
-                names.append("event_id")
-                continue
-            typ = _EVENT_TYPES[col]
-            if typ == _TS:
-                arrays.append(pa.array(columns[i], type=pa.int64()).cast(_TS))
-            else:
-                arrays.append(pa.array(columns[i], type=typ))
-            names.append(col)
-        table = pa.Table.from_arrays(arrays, names=names)
+        event_ids = self._event_ids(cur, rows)
+        batches = []
+        for start in range(0, len(rows), _CHUNK):
+            # Small pieces, yielding the GIL between them: the server's event loop keeps answering.
+            batches.append(self._record_batch(rows[start : start + _CHUNK], event_ids[start : start + _CHUNK]))
+            time.sleep(0)
+        table = pa.Table.from_batches(batches)
         cur.register("_load_events", table)
         try:
             cur.execute(_INSERT_EVENTS)
@@ -215,6 +210,24 @@ class Loader:
             cur.execute("DROP VIEW _link_input")
         finally:
             cur.unregister("_load_events")
+
+    @staticmethod
+    def _record_batch(rows: list[tuple[Any, ...]], event_ids: list[int | None]) -> pa.RecordBatch:
+        columns = list(zip(*rows, strict=True))
+        arrays = []
+        names = []
+        for i, col in enumerate(EVENT_COLUMNS):
+            if col == "event":
+                arrays.append(pa.array(event_ids, type=pa.int32()))
+                names.append("event_id")
+                continue
+            typ = _EVENT_TYPES[col]
+            if typ == _TS:
+                arrays.append(pa.array(columns[i], type=pa.int64()).cast(_TS))
+            else:
+                arrays.append(pa.array(columns[i], type=typ))
+            names.append(col)
+        return pa.RecordBatch.from_arrays(arrays, names=names)
 
     def _insert_dead(self, cur: Any, dead: list[tuple[Any, ...]]) -> None:
         columns = list(zip(*dead, strict=True))
@@ -257,7 +270,6 @@ class Loader:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Load everything acknowledged so far; True when the checkpoint reached it in time."""
-        import time
 
         target = self.writer.durable if self.writer is not None else None
         deadline = time.monotonic() + timeout
