@@ -115,6 +115,16 @@ def _text(obj: dict[str, Any], key: str, field: str) -> str | None:
     raise MessageError(field, f"must be a string, not {type(value).__name__}")
 
 
+def _loose_text(obj: dict[str, Any], key: str) -> str | None:
+    """A typed copy of a property: strings and numbers; anything else stays only in the JSON."""
+    value = obj.get(key)
+    if isinstance(value, str):
+        return value[:1024] or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _money(obj: dict[str, Any], key: str, field: str) -> float | None:
     value = obj.get(key)
     if value is None or value == "":
@@ -241,10 +251,10 @@ def normalise(
         sent_at,
         received_us,
         revenue,
-        _text(properties, "currency", "properties.currency"),
-        _text(properties, "order_id", "properties.order_id"),
-        _text(properties, "product_id", "properties.product_id"),
-        category or _text(properties, "category", "properties.category"),
+        _loose_text(properties, "currency"),
+        _loose_text(properties, "order_id"),
+        _loose_text(properties, "product_id"),
+        category or _loose_text(properties, "category"),
         channel,
         device_id,
         ip,

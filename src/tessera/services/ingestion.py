@@ -18,10 +18,9 @@ import msgspec
 
 from tessera.domain.fast_messages import try_fast
 from tessera.domain.messages import MessageError, normalise, parse_time, to_micros
+from tessera.services import wal_records
 from tessera.services.sources import Source
 from tessera.settings import IngestSettings
-
-WAL_FORMAT = 1
 
 
 class RequestError(Exception):
@@ -53,8 +52,6 @@ class _WriteKeyOnly(msgspec.Struct):
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _decode_any = msgspec.json.Decoder().decode
 _decode_key = msgspec.json.Decoder(_WriteKeyOnly).decode
-encode_record = msgspec.msgpack.Encoder().encode
-decode_record = msgspec.msgpack.Decoder().decode
 
 
 def inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -194,7 +191,7 @@ class Collector:
                 if implied_type is not None and not isinstance(msg, dict):
                     raise RequestError(400, "invalid_message", f"{exc.field}: {exc.reason}") from None
                 dead.append((received_us, source.id, message_id, index, exc.field, exc.reason, _json_or_none(payload)))
-        record = encode_record((WAL_FORMAT, rows, dead))
+        record = wal_records.encode(rows, dead)
         with self._lock:
             self.counters["requests"] += 1
             self.counters["accepted"] += len(rows)

@@ -16,10 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tessera.clock import Clock
-from tessera.domain.messages import EVENT_COLUMNS, to_micros
-from tessera.services.ingestion import WAL_FORMAT, decode_record
+from tessera.domain.messages import to_micros
+from tessera.services import wal_records
 from tessera.services.profiles import link_primary_identifiers
 from tessera.settings import IngestSettings
 from tessera.stores import wal
@@ -29,22 +30,13 @@ log = logging.getLogger(__name__)
 
 _STR = pa.string()
 _TS = pa.timestamp("us")
-_EVENT_TYPES: dict[str, pa.DataType] = {
-    "message_id": _STR, "source_id": pa.int32(), "type": _STR, "event_id": pa.int32(),
-    "user_id": _STR, "anonymous_id": _STR, "group_id": _STR, "previous_id": _STR,
-    "timestamp": _TS, "original_timestamp": _TS, "sent_at": _TS, "received_at": _TS,
-    "revenue": pa.float64(), "currency": _STR, "order_id": _STR, "product_id": _STR,
-    "category": _STR, "channel": _STR, "device_id": _STR, "ip": _STR, "utm_source": _STR,
-    "utm_medium": _STR, "utm_campaign": _STR, "utm_term": _STR, "utm_content": _STR,
-    "properties": _STR, "traits": _STR, "context": _STR,
-}  # fmt: skip
 _DEAD_TYPES = {
     "received_at": _TS, "source_id": pa.int32(), "message_id": _STR, "batch_index": pa.int32(),
     "field": _STR, "reason": _STR, "payload": _STR,
 }  # fmt: skip
-_EVENT_NAME_POS = EVENT_COLUMNS.index("event")
-#: Rows converted to Arrow at a time (each piece holds the GIL for a few milliseconds).
+#: Rows converted to Arrow at a time: each piece holds the GIL for a few milliseconds only.
 _CHUNK = 4096
+_TIME_COLUMNS = frozenset({"timestamp", "original_timestamp", "sent_at", "received_at"})
 _INSERT_EVENTS = """
 INSERT INTO events SELECT message_id, source_id, type::message_type, event_id, user_id, anonymous_id,
     group_id, previous_id, "timestamp", original_timestamp, sent_at, received_at,
@@ -120,24 +112,36 @@ class Loader:
         """Load what is durable in the log (up to about ``max_rows``); returns events stored."""
         with self._lock:
             end = self.writer.durable if self.writer is not None else None
-            rows: list[tuple[Any, ...]] = []
+            batches: list[pa.RecordBatch] = []
+            pending: list[Any] = []  # rows of format-1 records, converted in pieces below
             dead: list[tuple[Any, ...]] = []
+            n_rows = 0
             new_pos = self.checkpoint
             for pos, payload in wal.read_records(self.wal_dir, self.checkpoint, end):
-                fmt, r, d = decode_record(payload)
-                if fmt != WAL_FORMAT:
-                    raise RuntimeError(f"unknown write-ahead-log record format {fmt}")
-                rows.extend(r)
+                got, d = wal_records.decode(payload)
+                if isinstance(got, pa.RecordBatch):
+                    batches.append(got)
+                    n_rows += got.num_rows
+                else:
+                    pending.extend(got)
+                    n_rows += len(got)
+                    if len(pending) >= _CHUNK:
+                        batches.append(wal_records.rows_to_batch(pending))
+                        pending = []
+                        time.sleep(0)  # hand the GIL to the event loop between pieces
                 dead.extend(d)
                 new_pos = pos
-                if len(rows) + len(dead) >= max_rows:
+                if n_rows + len(dead) >= max_rows:
                     break
             if new_pos == self.checkpoint:
                 return 0
-            fresh, fresh_keys = self._dedup(rows)
+            if pending:
+                batches.append(wal_records.rows_to_batch(pending))
+            table = pa.Table.from_batches(batches, schema=wal_records.ROW_SCHEMA)
+            fresh, fresh_keys = self._dedup(table)
             try:
                 with self.store.transaction() as cur:
-                    if fresh:
+                    if fresh.num_rows:
                         self._insert_events(cur, fresh)
                     if dead:
                         self._insert_dead(cur, dead)
@@ -153,50 +157,57 @@ class Loader:
                 self._seen[key] = us
             self._expire_seen(to_micros(self.clock.now()))
             self.checkpoint = new_pos
-            self.loaded_events += len(fresh)
+            self.loaded_events += fresh.num_rows
             self.loaded_dead += len(dead)
-            self.duplicates += len(rows) - len(fresh)
+            self.duplicates += n_rows - fresh.num_rows
             wal.remove_segments_before(self.wal_dir, new_pos)
-            return len(fresh)
+            return int(fresh.num_rows)
 
-    def _dedup(self, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[tuple[int, str], int]]]:
-        fresh = []
-        keys: list[tuple[tuple[int, str], int]] = []
-        batch_seen: set[tuple[int, str]] = set()
+    def _dedup(self, table: pa.Table) -> tuple[pa.Table, list[tuple[tuple[int, str], int]]]:
+        """Drop rows whose (source, messageId) was stored in the window or repeats in this load."""
         seen = self._seen
-        for row in rows:
-            key = (row[1], row[0])
+        batch_seen: set[tuple[int, str]] = set()
+        keys: list[tuple[tuple[int, str], int]] = []
+        mask: list[bool] = []
+        sources = table.column("source_id").to_pylist()
+        ids = table.column("message_id").to_pylist()
+        received = table.column("received_at").to_pylist()
+        for key, us in zip(zip(sources, ids, strict=True), received, strict=True):
             if key in seen or key in batch_seen:
+                mask.append(False)
                 continue
             batch_seen.add(key)
-            fresh.append(row)
-            keys.append((key, row[11]))
-        return fresh, keys
+            mask.append(True)
+            keys.append((key, us))
+        if len(keys) == len(mask):
+            return table, keys
+        return table.filter(pa.array(mask, type=pa.bool_())), keys
 
-    def _event_ids(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int | None]:
-        names = self._names
-        out: list[int | None] = []
-        for row in rows:
-            name = row[_EVENT_NAME_POS]
-            if name is None:
-                out.append(None)
-                continue
-            eid = names.get(name)
-            if eid is None:
+    def _event_ids(self, cur: Any, names: pa.ChunkedArray) -> pa.Array:
+        """Dictionary codes of the event names (new names are added to ``event_names``)."""
+        distinct = [n for n in pc.unique(names).to_pylist() if n is not None]
+        for name in distinct:
+            if name not in self._names:
                 got = cur.execute("INSERT INTO event_names (name) VALUES (?) RETURNING event_id", [name]).fetchone()
-                eid = int(got[0])
-                names[name] = eid
-            out.append(eid)
-        return out
+                self._names[name] = int(got[0])
+        lookup = pa.array(distinct, type=pa.string())
+        codes = pa.array([self._names[n] for n in distinct], type=pa.int32())
+        return pc.take(codes, pc.index_in(names, value_set=lookup))
 
-    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        event_ids = self._event_ids(cur, rows)
-        batches = []
-        for start in range(0, len(rows), _CHUNK):
-            # Small pieces, yielding the GIL between them: the server's event loop keeps answering.
-            batches.append(self._record_batch(rows[start : start + _CHUNK], event_ids[start : start + _CHUNK]))
-            time.sleep(0)
-        table = pa.Table.from_batches(batches)
+    def _insert_events(self, cur: Any, rows: pa.Table) -> None:
+        columns = []
+        names = []
+        for field in wal_records.ROW_SCHEMA:
+            col = rows.column(field.name)
+            if field.name == "event":
+                columns.append(self._event_ids(cur, col))
+                names.append("event_id")
+                continue
+            if field.name in _TIME_COLUMNS:
+                col = col.cast(_TS)
+            columns.append(col)
+            names.append(field.name)
+        table = pa.Table.from_arrays(columns, names=names)
         cur.register("_load_events", table)
         try:
             cur.execute(_INSERT_EVENTS)
@@ -210,24 +221,6 @@ class Loader:
             cur.execute("DROP VIEW _link_input")
         finally:
             cur.unregister("_load_events")
-
-    @staticmethod
-    def _record_batch(rows: list[tuple[Any, ...]], event_ids: list[int | None]) -> pa.RecordBatch:
-        columns = list(zip(*rows, strict=True))
-        arrays = []
-        names = []
-        for i, col in enumerate(EVENT_COLUMNS):
-            if col == "event":
-                arrays.append(pa.array(event_ids, type=pa.int32()))
-                names.append("event_id")
-                continue
-            typ = _EVENT_TYPES[col]
-            if typ == _TS:
-                arrays.append(pa.array(columns[i], type=pa.int64()).cast(_TS))
-            else:
-                arrays.append(pa.array(columns[i], type=typ))
-            names.append(col)
-        return pa.RecordBatch.from_arrays(arrays, names=names)
 
     def _insert_dead(self, cur: Any, dead: list[tuple[Any, ...]]) -> None:
         columns = list(zip(*dead, strict=True))

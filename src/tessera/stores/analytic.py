@@ -23,7 +23,9 @@ class AnalyticStore:
 
     def __init__(self, path: Path | str, *, threads: int = 0, memory_limit: str = "") -> None:
         self.path = str(path)
-        config: dict[str, Any] = {}
+        # Checkpoint (compress into the main file) less often than DuckDB's 16 MB default: at
+        # ingestion rates each load would otherwise pay for one. A clean close still checkpoints.
+        config: dict[str, Any] = {"checkpoint_threshold": "256MB"}
         if threads:
             config["threads"] = threads
         if memory_limit:
