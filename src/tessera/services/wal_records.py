@@ -36,10 +36,14 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
 
+_ROW_STRUCT = pa.struct(list(ROW_SCHEMA))
+
+
 def rows_to_batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
-    columns = list(zip(*rows, strict=True))
-    arrays = [pa.array(columns[i], type=field.type) for i, field in enumerate(ROW_SCHEMA)]
-    return pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)
+    """One C call for the whole list (tuples convert to a struct array), half the cost of 28."""
+    if rows and not isinstance(rows[0], tuple):  # format-1 rows come back from msgpack as lists
+        rows = [tuple(r) for r in rows]
+    return pa.RecordBatch.from_struct_array(pa.array(rows, type=_ROW_STRUCT))
 
 
 def encode(rows: list[tuple[Any, ...]], dead: list[tuple[Any, ...]], *, fmt: int = FORMAT) -> bytes:
