@@ -57,6 +57,7 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
             "loader_error": pipeline.loader.last_error if pipeline else None,
         }
 
+    app.add_middleware(collect.CollectFastLane, state=app.state)
     app.include_router(collect.router)
     app.include_router(admin.router)
     app.include_router(imports_api.router)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tessera.domain.messages import to_micros
+from tessera.domain.messages import MESSAGE_TYPES, to_micros
 from tessera.services.ingestion import RequestError, inflate, key_from_basic_auth, write_key_in_body
 from tessera.services.pipeline import Pipeline
 
@@ -29,37 +32,42 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-def _error(exc: RequestError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+_encode = msgspec.json.Encoder().encode
+Reply = tuple[int, bytes, dict[str, str]]
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _error(exc: RequestError) -> Reply:
+    return exc.status, _encode(exc.body()), exc.headers or {}
+
+
+async def _read_body(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
     """Read the body, stopping as soon as it is larger than any acceptable request."""
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, "too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
-    chunks = []
+    parts = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise RequestError(413, "too_large", f"the body is larger than {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
-async def _collect(request: Request, implied_type: str | None) -> Response:
-    pipeline: Pipeline = request.app.state.pipeline
+async def handle(
+    pipeline: Pipeline, implied_type: str | None, headers: Mapping[str, str], chunks: AsyncIterator[bytes]
+) -> Reply:
+    """One collection request → (status, JSON body, extra headers). Shared by the route and the fast lane."""
     settings = pipeline.settings
     limit = settings.max_batch_bytes if implied_type is None else settings.max_message_bytes
     try:
-        write_key = key_from_basic_auth(request.headers.get("authorization"))
+        write_key = key_from_basic_auth(headers.get("authorization"))
         source = pipeline.source_for_key(write_key) if write_key else None
         if write_key and source is None:
             raise RequestError(401, "unauthorized", "unknown or disabled write key")
         pipeline.check_capacity()
-        raw = await _read_body(request, limit + 64 * 1024)
-        body = inflate(raw, request.headers.get("content-encoding"), limit)
+        raw = await _read_body(chunks, headers.get("content-length"), limit + 64 * 1024)
+        body = inflate(raw, headers.get("content-encoding"), limit)
         if source is None:
             key = write_key_in_body(body)
             if not key:
@@ -75,12 +83,59 @@ async def _collect(request: Request, implied_type: str | None) -> Response:
     except RequestError as exc:
         return _error(exc)
     except OSError as exc:
-        return JSONResponse(
-            {"success": False, "error": "storage_unavailable", "message": f"could not write the log: {exc}"},
-            status_code=503,
-            headers={"Retry-After": "5"},
+        return (
+            503,
+            _encode({"success": False, "error": "storage_unavailable", "message": f"could not write the log: {exc}"}),
+            {"Retry-After": "5"},
         )
-    return JSONResponse(prepared.body())
+    return 200, _encode(prepared.body()), {}
+
+
+async def _collect(request: Request, implied_type: str | None) -> Response:
+    pipeline: Pipeline = request.app.state.pipeline
+    status, body, headers = await handle(pipeline, implied_type, request.headers, request.stream())
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+#: Path → implied message type, for the ASGI fast lane.
+PATHS: dict[str, str | None] = {"/v1/batch": None, **{f"/v1/{k}": k for k in MESSAGE_TYPES}}
+
+
+class CollectFastLane:
+    """ASGI middleware answering ``POST /v1/*`` collection requests before FastAPI's routing.
+
+    The same :func:`handle` as the documented routes, minus the framework's per-request
+    machinery (about a fifth of the server's CPU at tens of thousands of events a second).
+    """
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PATHS:
+            await self.app(scope, receive, send)
+            return
+        pipeline: Pipeline | None = getattr(self.state, "pipeline", None)
+        if pipeline is None:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise RequestError(400, "disconnected", "the client went away")
+                yield message.get("body", b"")
+                if not message.get("more_body", False):
+                    return
+
+        status, body, extra = await handle(pipeline, PATHS[scope["path"]], headers, chunks())
+        out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        out += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
 
 
 @router.post("/v1/batch", openapi_extra=_BODY_DOC, summary="Send a batch of messages")
