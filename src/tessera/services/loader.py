@@ -64,6 +64,7 @@ class Loader:
         self.clock = clock
         self.checkpoint = self._read_checkpoint()
         self._names: dict[str, int] = {}
+        self._names_stale = False
         self._seen: OrderedDict[tuple[int, str], int] = OrderedDict()
         self._load_names()
         self._seed_seen()
@@ -80,6 +81,11 @@ class Loader:
     def _read_checkpoint(self) -> wal.Position:
         row = self.store.cursor().execute('SELECT segment, "offset" FROM ingest_checkpoint WHERE id = 1').fetchone()
         return wal.Position(int(row[0]), int(row[1])) if row else wal.Position(0, 0)
+
+    def refresh_names(self) -> None:
+        """Re-read the event-name dictionary before the next load (something else, e.g. an import,
+        added names). Takes no lock: callers may hold the store's write lock."""
+        self._names_stale = True
 
     def _load_names(self) -> None:
         self._names = dict(self.store.cursor().execute("SELECT name, event_id FROM event_names").fetchall())
@@ -111,6 +117,9 @@ class Loader:
     def load_once(self, *, max_rows: int = 200_000) -> int:
         """Load what is durable in the log (up to about ``max_rows``); returns events stored."""
         with self._lock:
+            if self._names_stale:
+                self._names_stale = False
+                self._load_names()
             end = self.writer.durable if self.writer is not None else None
             batches: list[pa.RecordBatch] = []
             pending: list[Any] = []  # rows of format-1 records, converted in pieces below
@@ -188,8 +197,12 @@ class Loader:
         distinct = [n for n in pc.unique(names).to_pylist() if n is not None]
         for name in distinct:
             if name not in self._names:
-                got = cur.execute("INSERT INTO event_names (name) VALUES (?) RETURNING event_id", [name]).fetchone()
-                self._names[name] = int(got[0])
+                # The name may have come in through a file import since the cache was filled.
+                cur.execute(
+                    "INSERT INTO event_names (name) VALUES (?) ON CONFLICT (name) DO NOTHING", [name]
+                ).fetchall()
+                got = cur.execute("SELECT event_id FROM event_names WHERE name = ?", [name]).fetchall()
+                self._names[name] = int(got[0][0])
         lookup = pa.array(distinct, type=pa.string())
         codes = pa.array([self._names[n] for n in distinct], type=pa.int32())
         return pc.take(codes, pc.index_in(names, value_set=lookup))

@@ -190,6 +190,14 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
                 SELECT e.*, n.name AS event FROM events e LEFT JOIN event_names n USING (event_id)""",
         ],
     ),
+    (
+        2,
+        [
+            "ALTER TABLE import_runs ADD COLUMN rows_updated BIGINT",
+            "ALTER TABLE import_runs ADD COLUMN rejects_path VARCHAR",
+            "ALTER TABLE import_runs ADD COLUMN error VARCHAR",
+        ],
+    ),
 ]
 
 #: Tables whose row counts ``tessera stats`` reports.

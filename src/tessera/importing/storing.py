@@ -1,0 +1,341 @@
+"""Storing the parsed rows: upserts by key for entities, append-once for events, profiles, the run.
+
+All statements run on the caller's cursor, inside the caller's transaction, and read the temp table
+``_imp_parsed`` that :mod:`.parsing` built. Every statement is a SQLGlot tree; the import id, the
+time and the source id enter as literals SQLGlot quotes.
+
+* **Entities** (customers, products, orders, order items, reviews): rows repeating a key inside
+  the file — the last one wins; rows whose key is stored already update it when a value differs
+  (only the columns the file has; ``attributes`` are merged) and count as duplicates when nothing
+  differs; the rest are inserted.
+* **Events**: de-duplicated on ``(source_id, message_id)`` — inside the file (the first wins) and
+  against what is stored; event names go through the ``event_names`` dictionary; profiles are
+  linked like the collection loader links them.
+* **Customers** link a profile by ``user_id`` = ``customer_id`` (the brand's user id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+from sqlglot import exp
+
+from tessera.importing.kinds import Kind
+from tessera.importing.parsing import ROW, cast, col, lit
+from tessera.services.profiles import link_primary_identifiers
+
+PARSED = "_imp_parsed"
+#: Columns of ``events`` in table order; ``event_id`` comes from the dictionary, ``source_id`` from the import.
+EVENT_TABLE_COLUMNS = (
+    "message_id", "source_id", "type", "event_id", "user_id", "anonymous_id", "group_id", "previous_id",
+    "timestamp", "original_timestamp", "sent_at", "received_at", "revenue", "currency", "order_id",
+    "product_id", "category", "channel", "device_id", "ip", "utm_source", "utm_medium", "utm_campaign",
+    "utm_term", "utm_content", "properties", "traits", "context",
+)  # fmt: skip
+
+
+@dataclass
+class StoreCounts:
+    stored: int = 0
+    updated: int = 0
+    duplicate: int = 0
+
+
+def _count(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = next(iter(cur.execute(sql).fetchall()), None)
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _ts(value: datetime) -> exp.Expr:
+    return cast(lit(value.isoformat(sep=" ")), "TIMESTAMP")
+
+
+def _temp(name: str, query: exp.Query, *, view: bool = False) -> str:
+    return exp.Create(
+        this=exp.to_table(name),
+        kind="VIEW" if view else "TABLE",
+        expression=query,
+        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+        replace=True,
+    ).sql("duckdb")
+
+
+def _key_match(key: tuple[str, ...], left: str, right: str) -> exp.Expr:
+    return exp.and_(*(exp.column(k, table=left, quoted=True).eq(exp.column(k, table=right, quoted=True)) for k in key))
+
+
+def _good_rows(
+    cur: duckdb.DuckDBPyConnection,
+    key: tuple[str, ...],
+    fields: list[str],
+    *,
+    keep_last: bool,
+    numbered: tuple[str, str] | None = None,
+) -> tuple[str, int]:
+    """``_imp_rows``: rows that passed, one per key; returns its name and the in-file duplicates.
+
+    ``numbered`` = (field, partition) numbers rows 1, 2 … per partition in file order (counting the
+    rejected rows too, so a line keeps its number when a fixed file is imported again).
+    """
+    source: exp.Expr = exp.to_table(PARSED)
+    if numbered is not None:
+        number = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[col(numbered[1])],
+            order=exp.Order(expressions=[exp.Ordered(this=exp.column("rowid"))]),
+        )
+        source = (
+            exp.select("*", exp.column("rowid").as_(ROW), cast(number, "INTEGER").as_(numbered[0]))
+            .from_(PARSED)
+            .subquery("_numbered")
+        )
+    row = col(ROW) if numbered is not None else exp.column("rowid").as_(ROW)
+    good = exp.select(*(col(f) for f in fields), row).from_(source).where(exp.not_(exp.column("_bad")))
+    key_expr: exp.Expr = col(key[0]) if len(key) == 1 else exp.Tuple(expressions=[col(k) for k in key])
+    counted = exp.select(exp.func("count", exp.Star()) - exp.func("count", exp.Distinct(expressions=[key_expr])))
+    dups = _count(cur, counted.from_(good.subquery("_g")).sql("duckdb"))
+    if dups == 0:
+        cur.execute(_temp("_imp_rows", good, view=numbered is None))
+        return "_imp_rows", 0
+    order = exp.Ordered(this=col(ROW), desc=keep_last)
+    number = exp.Window(
+        this=exp.RowNumber(), partition_by=[col(k) for k in key], order=exp.Order(expressions=[order])
+    )  # fmt: skip
+    deduped = exp.select("*").from_(good.subquery("_g")).qualify(number.eq(lit(1)))
+    cur.execute(_temp("_imp_rows", deduped))
+    return "_imp_rows", dups
+
+
+def store_entities(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    kind: Kind,
+    fields: list[str],
+    import_id: str,
+    source_id: int | None,
+    now: datetime,
+    numbered: tuple[str, str] | None = None,
+) -> StoreCounts:
+    """Upsert the rows of ``_imp_parsed`` into ``kind.table`` by ``kind.key``."""
+    table = kind.table
+    if numbered is not None:
+        fields = [*fields, numbered[0]]
+    rows, in_file = _good_rows(cur, kind.key, fields, keep_last=True, numbered=numbered)
+    counts = StoreCounts(duplicate=in_file)
+    stamp: dict[str, exp.Expr] = {"import_id": lit(import_id)}
+    if kind.has_updated_at:
+        stamp["updated_at"] = _ts(now)
+    if kind.has_source and source_id is not None:
+        stamp["source_id"] = lit(source_id)
+    values = [f for f in fields if f not in kind.key]
+    target_has_rows = _count(cur, exp.select(exp.func("count", exp.Star())).from_(
+        exp.select("1").from_(table).limit(1).subquery("_t")).sql("duckdb"))  # fmt: skip
+    total = _count(cur, exp.select(exp.func("count", exp.Star())).from_(rows).sql("duckdb"))
+    matched = 0
+    if target_has_rows:
+        differs: list[exp.Expr] = []
+        for f in values:
+            new, old = exp.column(f, table="n", quoted=True), exp.column(f, table="t", quoted=True)
+            if f == kind.extras:
+                merged = exp.func("json_merge_patch", exp.func("coalesce", old, lit("{}")), new)
+                differs.append(exp.and_(new.is_(exp.null()).not_(), exp.NullSafeEQ(this=merged, expression=old).not_()))
+            else:
+                differs.append(exp.NullSafeEQ(this=new, expression=old).not_())
+        if "source_id" in stamp:
+            old_source = exp.column("source_id", table="t", quoted=True)
+            differs.append(exp.NullSafeEQ(this=old_source, expression=stamp["source_id"]).not_())
+        changes = exp.or_(*differs) if differs else exp.false()
+        joined = exp.select().from_(exp.alias_(exp.to_table(rows), "n"))
+        joined = joined.join(exp.alias_(exp.to_table(table), "t"), on=_key_match(kind.key, "n", "t"))
+        # One pass tells how many rows are stored already and how many of those differ.
+        tally = joined.select(exp.func("count", exp.Star()), exp.func("count_if", changes))
+        got = cur.execute(tally.sql("duckdb")).fetchall()[0]
+        matched, counts.updated = int(got[0]), int(got[1] or 0)
+        counts.duplicate += matched - counts.updated
+        if counts.updated:
+            changed = joined.select(*(exp.column(f, table="n", quoted=True) for f in fields)).where(changes)
+            cur.execute(_temp("_imp_changed", changed))
+            if counts.updated:
+                sets: dict[str, exp.Expr] = {}
+                for f in values:
+                    new = exp.column(f, table="c", quoted=True)
+                    if f == kind.extras:
+                        old = exp.column(f, table=table, quoted=True)
+                        merged = exp.func("json_merge_patch", exp.func("coalesce", old, lit("{}")), new)
+                        sets[f] = exp.Case(ifs=[exp.If(this=new.is_(exp.null()), true=old)], default=merged)
+                    else:
+                        sets[f] = new
+                sets.update(stamp)
+                update = exp.update(
+                    table,
+                    dict(sets),
+                    where=_key_match(kind.key, table, "c"),
+                    from_=exp.From(this=exp.alias_(exp.to_table("_imp_changed"), "c")),
+                )
+                cur.execute(update.sql("duckdb"))
+    if matched == total:  # nothing new (a re-import): no insert to run
+        fresh = None
+    elif matched:
+        fresh = (
+            exp.select(*(col(f) for f in fields), *(v.as_(k) for k, v in stamp.items()))
+            .from_(exp.alias_(exp.to_table(rows), "n"))
+            .where(
+                exp.not_(
+                    exp.Exists(
+                        this=exp.select("1")
+                        .from_(exp.alias_(exp.to_table(table), "t"))
+                        .where(_key_match(kind.key, "n", "t"))
+                    )
+                )
+            )
+        )
+    else:
+        fresh = exp.select(*(col(f) for f in fields), *(v.as_(k) for k, v in stamp.items())).from_(rows)
+    if fresh is not None:
+        insert = exp.insert(fresh, exp.to_table(table), columns=[*fields, *stamp])
+        counts.stored = _count(cur, insert.sql("duckdb"))
+    if kind.name == "customers":
+        _link_customers(cur, fields=fields, source_id=source_id, now=now)
+    return counts
+
+
+def _link_customers(cur: duckdb.DuckDBPyConnection, *, fields: list[str], source_id: int | None, now: datetime) -> None:
+    seen = exp.func("coalesce", col("registered_at"), _ts(now)) if "registered_at" in fields else _ts(now)
+    link = exp.select(
+        lit("user_id").as_("id_type"),
+        col("customer_id").as_("id_value"),
+        seen.as_("seen_at"),
+        cast(lit(source_id) if source_id is not None else exp.null(), "INTEGER").as_("source_id"),
+    ).from_("_imp_rows")
+    cur.execute(_temp("_link_input", link, view=True))
+    link_primary_identifiers(cur)
+    cur.execute("DROP VIEW _link_input")
+
+
+def store_events(
+    cur: duckdb.DuckDBPyConnection, *, fields: list[str], source_id: int, sort: bool = False
+) -> StoreCounts:
+    """Append the events of ``_imp_parsed`` that ``(source_id, message_id)`` does not know yet."""
+    rows, in_file = _good_rows(cur, ("message_id",), fields, keep_last=False)
+    counts = StoreCounts(duplicate=in_file)
+    source = lit(source_id)
+    known = exp.select("1").from_(exp.alias_(exp.to_table("events"), "e"))
+    known_for_source = known.where(exp.column("source_id", table="e").eq(source))
+    if _count(cur, exp.select(exp.Exists(this=known_for_source)).sql("duckdb")):
+        fresh = exp.select("*").from_(exp.alias_(exp.to_table(rows), "r")).where(
+            exp.not_(exp.Exists(this=known_for_source.copy().where(
+                exp.column("message_id", table="e").eq(exp.column("message_id", table="r")), append=True)))
+        )  # fmt: skip
+        cur.execute(_temp("_imp_fresh", fresh))
+        fresh_name = "_imp_fresh"
+        before = _count(cur, exp.select(exp.func("count", exp.Star())).from_(rows).sql("duckdb"))
+        after = _count(cur, "SELECT count(*) FROM _imp_fresh")
+        counts.duplicate += before - after
+    else:
+        fresh_name = rows
+    if "event" in fields:
+        missing = (
+            exp.select(col("event"))
+            .distinct()
+            .from_(exp.alias_(exp.to_table(fresh_name), "f"))
+            .where(exp.and_(
+                col("event").is_(exp.null()).not_(),
+                exp.not_(exp.Exists(this=exp.select("1").from_(exp.alias_(exp.to_table("event_names"), "n")).where(
+                    exp.column("name", table="n").eq(exp.column("event", table="f"))))),
+            ))
+        )  # fmt: skip
+        cur.execute(exp.insert(missing, exp.to_table("event_names"), columns=["name"]).sql("duckdb"))
+    present = set(fields)
+    projections: list[exp.Expr] = []
+    for name in EVENT_TABLE_COLUMNS:
+        if name == "source_id":
+            value: exp.Expr = source
+        elif name == "event_id":
+            value = exp.column("event_id", table="n") if "event" in present else exp.null()
+        elif name == "type":
+            value = exp.cast(exp.column("type", table="f", quoted=True), exp.DataType.build("message_type", udt=True))
+        elif name in present:
+            value = exp.column(name, table="f", quoted=True)
+        else:
+            value = exp.null()
+        projections.append(value.as_(exp.to_identifier(name, quoted=True)))
+    select = exp.select(*projections).from_(exp.alias_(exp.to_table(fresh_name), "f"))
+    if "event" in present:
+        select = select.join(
+            exp.alias_(exp.to_table("event_names"), "n"),
+            on=exp.column("name", table="n").eq(exp.column("event", table="f")),
+            join_type="LEFT",
+        )
+    if sort:
+        select = select.order_by(exp.column("timestamp", table="f", quoted=True))
+    counts.stored = _count(
+        cur, exp.insert(select, exp.to_table("events"), columns=list(EVENT_TABLE_COLUMNS)).sql("duckdb")
+    )
+    if counts.stored:
+        ids = [col(n) for n in ("user_id", "anonymous_id") if n in present]
+        id_value = exp.func("coalesce", *ids) if len(ids) > 1 else ids[0]
+        id_type: exp.Expr = lit("anonymous_id" if ids[0].name == "anonymous_id" else "user_id")
+        if len(ids) > 1:
+            id_type = exp.Case(
+                ifs=[exp.If(this=col("user_id").is_(exp.null()).not_(), true=lit("user_id"))],
+                default=lit("anonymous_id"),
+            )
+        link = exp.select(
+            id_type.as_("id_type"),
+            id_value.as_("id_value"),
+            col("timestamp").as_("seen_at"),
+            cast(source, "INTEGER").as_("source_id"),
+        ).from_(fresh_name)
+        cur.execute(_temp("_link_input", link, view=True))
+        link_primary_identifiers(cur)
+        cur.execute("DROP VIEW _link_input")
+    return counts
+
+
+def record_run(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    import_id: str,
+    kind: str,
+    file_name: str,
+    file_sha256: str,
+    file_format: str,
+    source_id: int | None,
+    started_at: datetime,
+    finished_at: datetime,
+    rows_read: int,
+    rows_stored: int,
+    rows_updated: int,
+    rows_duplicate: int,
+    rows_rejected: int,
+    status: str,
+    rejects_path: str | None = None,
+    error: str | None = None,
+) -> None:
+    """The ``import_runs`` row (in the same transaction as the rows, for a stored import).
+
+    ``rows_updated``, ``rejects_path`` and ``error`` are written once the table has those columns
+    (a proposed schema version); until then they are left out.
+    """
+    values: dict[str, object] = {
+        "import_id": import_id, "kind": kind, "file_name": file_name, "file_sha256": file_sha256,
+        "file_format": file_format, "source_id": source_id, "started_at": started_at, "finished_at": finished_at,
+        "rows_read": rows_read, "rows_stored": rows_stored, "rows_updated": rows_updated,
+        "rows_duplicate": rows_duplicate, "rows_rejected": rows_rejected, "status": status,
+        "rejects_path": rejects_path, "error": error,
+    }  # fmt: skip
+    existing = {
+        r[0]
+        for r in cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'import_runs'"
+        ).fetchall()
+    }
+    names = [n for n in values if n in existing]
+    insert = exp.insert(
+        exp.select(*(exp.Placeholder() for _ in names)),
+        exp.to_table("import_runs"),
+        columns=[exp.to_identifier(n, quoted=True) for n in names],
+    )
+    cur.execute(insert.sql("duckdb"), [values[n] for n in names])
