@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tessera.services.imports import ImportReport, import_file
 from tessera.stores.analytic import AnalyticStore
 from tessera.stores.analytic_schema import COUNTED_TABLES
 
@@ -99,3 +100,8 @@ def rows(store: AnalyticStore, sql: str, params: list[Any] | None = None) -> lis
         return cur.execute(sql, params or []).fetchall()
     finally:
         cur.close()
+
+
+def run(store: AnalyticStore, kind: str, path: Path, **kw: Any) -> ImportReport:
+    """``import_file`` with the tests' clock and a rejects folder beside the file."""
+    return import_file(store=store, kind=kind, path=path, now=NOW, rejects_dir=path.parent / "rejects", **kw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +10,10 @@ import pytest
 
 from tessera.services.imports import ImportFailed, ImportReport, ImportUsageError, import_file
 from tessera.stores.analytic import AnalyticStore
-from tests.imports.support import NOW, counts, new_store, rows
+from tests.imports.support import NOW, counts, rows
 
 CUSTOMERS = "客户ID,姓名,手机号,城市\nc1,王小明,+86 138 0013 8000,上海\nc2,李丽,+86 139 0000 1111,杭州\n"
 EXPECTED = [("c1", "王小明", "+86 138 0013 8000", "上海"), ("c2", "李丽", "+86 139 0000 1111", "杭州")]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticStore]:
-    s = new_store(tmp_path)
-    yield s
-    s.close()
 
 
 def run(store: AnalyticStore, path: Path, kind: str = "customers", **kw: Any) -> ImportReport:

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tessera.services.imports import ImportReport, import_file
+from tessera.services.imports import ImportReport
 from tessera.stores.analytic import AnalyticStore
-from tests.imports.support import NOW, counts, new_store, rows, write, write_csv
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticStore]:
-    s = new_store(tmp_path)
-    yield s
-    s.close()
-
-
-def run(store: AnalyticStore, kind: str, path: Path, **kw: Any) -> ImportReport:
-    return import_file(store=store, kind=kind, path=path, now=NOW, rejects_dir=path.parent / "rejects", **kw)
+from tests.imports.support import counts, new_store, rows, run, write, write_csv
 
 
 def summary(r: ImportReport) -> tuple[int, int, int, int, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,21 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tessera.services.imports import ImportReport, import_file
 from tessera.stores.analytic import AnalyticStore
-from tests.imports.support import FORMATS, NOW, counts, new_store, rows, write
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticStore]:
-    s = new_store(tmp_path)
-    yield s
-    s.close()
-
-
-def run(store: AnalyticStore, kind: str, path: Path, **kw: Any) -> ImportReport:
-    return import_file(store=store, kind=kind, path=path, now=NOW, rejects_dir=path.parent / "rejects", **kw)
-
+from tests.imports.support import FORMATS, counts, rows, run, write
 
 SAMPLES: dict[str, list[dict[str, Any]]] = {
     "customers": [

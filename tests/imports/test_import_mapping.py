@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,14 +19,7 @@ from tessera.importing.mapping import (
 )
 from tessera.services.imports import ImportFailed, ImportUsageError, import_file
 from tessera.stores.analytic import AnalyticStore
-from tests.imports.support import NOW, counts, new_store, rows, write_csv
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticStore]:
-    s = new_store(tmp_path)
-    yield s
-    s.close()
+from tests.imports.support import NOW, counts, rows, write_csv
 
 
 def orders() -> object:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tessera.services.imports import ImportFailed, ImportUsageError, import_file
 from tessera.stores.analytic import AnalyticStore
-from tests.imports.support import NOW, counts, new_store, rows, write_csv
+from tests.imports.support import NOW, counts, rows, write_csv
 
 EVIL = [
     "x'); DROP TABLE orders; --",
@@ -22,13 +21,6 @@ EVIL = [
     "\\'\\\"",
     "名字'--",
 ]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticStore]:
-    s = new_store(tmp_path)
-    yield s
-    s.close()
 
 
 def tables_intact(store: AnalyticStore) -> None:

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tessera.services.imports import ImportFailed, ImportReport, import_file
+from tessera.services.imports import ImportFailed
 from tessera.stores.analytic import AnalyticStore
-from tests.imports.support import NOW, counts, new_store, rows, write_csv, write_jsonl
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AnalyticStore]:
-    s = new_store(tmp_path)
-    yield s
-    s.close()
-
-
-def run(store: AnalyticStore, kind: str, path: Path, **kw: Any) -> ImportReport:
-    return import_file(store=store, kind=kind, path=path, now=NOW, rejects_dir=path.parent / "rejects", **kw)
+from tests.imports.support import counts, rows, run, write_csv, write_jsonl
 
 
 def read_rejects(path: Path | None) -> list[list[str]]:
