@@ -145,7 +145,9 @@ def main() -> None:
                 time.sleep(0.1)
         bodies = make_batches(args.events)
         asyncio.run(send_all(url, key, bodies[:50], 4))  # warm up
+        cpu0 = time.process_time()
         elapsed, lat = asyncio.run(send_all(url, key, bodies, args.concurrency))
+        client_cpu = (time.process_time() - cpu0) / elapsed
         lat.sort()
         p50 = lat[len(lat) // 2] * 1000
         p99 = lat[int(len(lat) * 0.99)] * 1000
@@ -164,6 +166,7 @@ def main() -> None:
     base_eps = len(base_bodies) * 100 / base_s
     print(f"durable /v1/batch ingestion: {eps:,.0f} events/s over {len(bodies):,} batches of 100 "
           f"({args.concurrency} connections); p50 {p50:.1f} ms, p99 {p99:.1f} ms per batch")  # fmt: skip
+    print(f"the sending process used {client_cpu:.0%} of a core while sending (of this machine's {os.cpu_count()})")
     print(f"loader drained the rest in {drain:.2f} s; stored {stored:,} distinct events of {len(bodies) * 100:,}")
     print(f"baseline (parse + DuckDB INSERT, commit per batch, in-process): {base_eps:,.0f} events/s")
     print(f"ratio ours / baseline: {eps / base_eps:.1f}x")
