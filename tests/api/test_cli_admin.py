@@ -69,3 +69,23 @@ def test_stats_and_tokens_through_a_running_server(data_dir: Path, write_key: st
         assert code == 2 and "already serves" in out
     finally:
         assert server.stop() == 0
+
+
+def test_admin_api_validation_errors_name_the_field(data_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tessera.api.app import create_app
+    from tessera.runtime import Instance
+
+    with Instance(data_dir) as inst, TestClient(create_app(inst, local_token="t")) as client:
+        auth = {"Authorization": "Bearer t"}
+        r = client.get("/v1/admin/events", params={"type": "purchase", "limit": 5}, headers=auth)
+        assert r.status_code == 422
+        assert r.json()["error"] == "invalid_request" and r.json()["field"] == "query.type"
+        r = client.get("/v1/admin/events", params={"limit": 0}, headers=auth)
+        assert r.status_code == 422 and r.json()["field"] == "query.limit"
+        r = client.post("/v1/admin/sources", json={"kind": "app"}, headers=auth)
+        assert r.status_code == 422 and r.json()["field"] == "name"
+        r = client.post("/v1/admin/sources", json={"name": "京东自营", "kind": "Bad Kind"}, headers=auth)
+        assert r.status_code == 422 and r.json()["field"] == "kind"
+        assert client.get("/healthz").status_code == 200

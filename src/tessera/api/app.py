@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from tessera import __version__
@@ -47,6 +49,17 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
         else:
             body = {"success": False, "error": "http_error", "message": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 in the same shape as every other error, naming the first bad field."""
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "body", "message": "invalid request"}
+        body = {"success": False, "error": "invalid_request", **first, "problems": problems}
+        return JSONResponse(jsonable_encoder(body), status_code=422)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
