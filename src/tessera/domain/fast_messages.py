@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Raw, Struct
 
-from tessera.domain.messages import EventRow
+from tessera.domain.messages import EventRow, to_micros
 
 _ID_MAX = 512
 _TEXT_MAX = 1024
@@ -85,8 +85,6 @@ _decode_obj = msgspec.json.Decoder(dict[str, Any]).decode
 _FAST_TYPES = frozenset({"track", "page", "screen"})
 _EMPTY = _Props()
 _EMPTY_CTX = _Ctx()
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 
 
 def _members(text: bytes) -> bool | None:
@@ -105,11 +103,9 @@ def _members(text: bytes) -> bool | None:
 def _micros(dt: datetime | None) -> int | None | bool:
     if dt is None:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
     if dt.year < 1970 or dt.year > 2200:
         return False
-    return (dt - _EPOCH) // _MICRO
+    return to_micros(dt)
 
 
 def _money(value: float | None) -> float | None | bool:

@@ -22,18 +22,14 @@ from datetime import datetime
 import duckdb
 from sqlglot import exp
 
+from tessera.domain.messages import EVENT_COLUMNS
 from tessera.importing.kinds import Kind
 from tessera.importing.parsing import ROW, cast, col, lit
-from tessera.services.profiles import link_primary_identifiers
+from tessera.services.profiles import link_primary_identifiers, primary_identity
 
 PARSED = "_imp_parsed"
 #: Columns of ``events`` in table order; ``event_id`` comes from the dictionary, ``source_id`` from the import.
-EVENT_TABLE_COLUMNS = (
-    "message_id", "source_id", "type", "event_id", "user_id", "anonymous_id", "group_id", "previous_id",
-    "timestamp", "original_timestamp", "sent_at", "received_at", "revenue", "currency", "order_id",
-    "product_id", "category", "channel", "device_id", "ip", "utm_source", "utm_medium", "utm_campaign",
-    "utm_term", "utm_content", "properties", "traits", "context",
-)  # fmt: skip
+EVENT_TABLE_COLUMNS = tuple("event_id" if c == "event" else c for c in EVENT_COLUMNS)
 
 
 @dataclass
@@ -209,9 +205,7 @@ def _link_customers(cur: duckdb.DuckDBPyConnection, *, fields: list[str], source
         seen.as_("seen_at"),
         cast(lit(source_id) if source_id is not None else exp.null(), "INTEGER").as_("source_id"),
     ).from_("_imp_rows")
-    cur.execute(_temp("_link_input", link, view=True))
-    link_primary_identifiers(cur)
-    cur.execute("DROP VIEW _link_input")
+    link_primary_identifiers(cur, link)
 
 
 def store_events(
@@ -274,23 +268,7 @@ def store_events(
         cur, exp.insert(select, exp.to_table("events"), columns=list(EVENT_TABLE_COLUMNS)).sql("duckdb")
     )
     if counts.stored:
-        ids = [col(n) for n in ("user_id", "anonymous_id") if n in present]
-        id_value = exp.func("coalesce", *ids) if len(ids) > 1 else ids[0]
-        id_type: exp.Expr = lit("anonymous_id" if ids[0].name == "anonymous_id" else "user_id")
-        if len(ids) > 1:
-            id_type = exp.Case(
-                ifs=[exp.If(this=col("user_id").is_(exp.null()).not_(), true=lit("user_id"))],
-                default=lit("anonymous_id"),
-            )
-        link = exp.select(
-            id_type.as_("id_type"),
-            id_value.as_("id_value"),
-            col("timestamp").as_("seen_at"),
-            cast(source, "INTEGER").as_("source_id"),
-        ).from_(fresh_name)
-        cur.execute(_temp("_link_input", link, view=True))
-        link_primary_identifiers(cur)
-        cur.execute("DROP VIEW _link_input")
+        link_primary_identifiers(cur, primary_identity(fresh_name, present=present, source_id=source))
     return counts
 
 

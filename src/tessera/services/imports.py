@@ -13,9 +13,8 @@ import secrets
 import tempfile
 import time
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -145,7 +144,7 @@ def import_file(
         if found.rows > max_rejects:
             raise _TooManyRejects()
         notify("storing", report.rows_read - report.rows_rejected)
-        with _write_transaction(store, cur):
+        with store.transaction(cur):
             if spec.name == "events":
                 counts = storing.store_events(cur, fields=parsed.fields, source_id=source_id or 0)
             else:
@@ -194,20 +193,6 @@ def import_file(
     report.seconds = time.perf_counter() - started
     notify("done", report.rows_stored)
     return report
-
-
-@contextmanager
-def _write_transaction(store: AnalyticStore, cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """``AnalyticStore.transaction()`` on *this* cursor, whose temp tables hold the parsed file."""
-    with store.write_lock:
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        else:
-            cur.execute("COMMIT")
 
 
 def _count_parsed(cur: duckdb.DuckDBPyConnection) -> int:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from tessera.clock import Clock
 from tessera.domain.messages import to_micros
 from tessera.services import wal_records
-from tessera.services.profiles import link_primary_identifiers
+from tessera.services.profiles import link_primary_identifiers, primary_identity
 from tessera.settings import IngestSettings
 from tessera.stores import wal
 from tessera.stores.analytic import AnalyticStore
@@ -224,14 +224,7 @@ class Loader:
         cur.register("_load_events", table)
         try:
             cur.execute(_INSERT_EVENTS)
-            cur.execute(
-                """CREATE OR REPLACE TEMP VIEW _link_input AS
-                   SELECT CASE WHEN user_id IS NOT NULL THEN 'user_id' ELSE 'anonymous_id' END AS id_type,
-                          coalesce(user_id, anonymous_id) AS id_value, "timestamp" AS seen_at, source_id
-                   FROM _load_events"""
-            )
-            link_primary_identifiers(cur)
-            cur.execute("DROP VIEW _link_input")
+            link_primary_identifiers(cur, primary_identity("_load_events"))
         finally:
             cur.unregister("_load_events")
 

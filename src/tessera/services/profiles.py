@@ -6,21 +6,58 @@ profiles calls :func:`link_primary_identifiers` with one primary identifier per 
 
 from __future__ import annotations
 
-import duckdb
+from collections.abc import Collection
 
-#: The relation callers create (temp table or view) before :func:`link_primary_identifiers`.
-LINK_INPUT = "_link_input"
-#: Columns it must have.
+import duckdb
+from sqlglot import exp
+
+#: Columns of the query passed to :func:`link_primary_identifiers`.
 LINK_COLUMNS = ("id_type", "id_value", "seen_at", "source_id")
 
 
-def link_primary_identifiers(cur: duckdb.DuckDBPyConnection) -> int:
+def primary_identity(
+    relation: str, *, present: Collection[str] = ("user_id", "anonymous_id"), source_id: exp.Expr | None = None
+) -> exp.Select:
+    """The link rows of event-shaped rows in ``relation``: ``user_id`` when set, else ``anonymous_id``.
+
+    ``present`` names which of the two id columns the relation has; ``source_id`` overrides its
+    ``source_id`` column. Shared by the collection loader and the file importer.
+    """
+    ids = [exp.column(n) for n in ("user_id", "anonymous_id") if n in present]
+    if not ids:
+        raise ValueError("events need a user_id or an anonymous_id column")
+    id_value = exp.func("coalesce", *ids) if len(ids) > 1 else ids[0]
+    id_type: exp.Expr = exp.Literal.string(ids[0].name)
+    if len(ids) > 1:
+        id_type = exp.Case(
+            ifs=[exp.If(this=exp.column("user_id").is_(exp.null()).not_(), true=exp.Literal.string("user_id"))],
+            default=exp.Literal.string("anonymous_id"),
+        )
+    source = source_id if source_id is not None else exp.column("source_id")
+    return exp.select(
+        id_type.as_("id_type"),
+        id_value.as_("id_value"),
+        exp.column("timestamp", quoted=True).as_("seen_at"),
+        exp.cast(source, "INTEGER").as_("source_id"),
+    ).from_(exp.to_table(relation))
+
+
+def link_primary_identifiers(cur: duckdb.DuckDBPyConnection, rows: exp.Query) -> int:
     """Create profiles for identifiers not seen before; refresh first/last seen of known ones.
 
-    Reads the temp relation ``_link_input`` (see :data:`LINK_INPUT`) with columns (id_type VARCHAR,
-    id_value VARCHAR, seen_at TIMESTAMP, source_id INTEGER), which the caller creates and drops.
-    Runs inside the caller's transaction. Returns how many profiles were created.
+    ``rows`` is a query with the columns :data:`LINK_COLUMNS` (id_type VARCHAR, id_value VARCHAR,
+    seen_at TIMESTAMP, source_id INTEGER). Runs inside the caller's transaction. Returns how many
+    profiles were created.
     """
+    cur.execute(
+        exp.Create(
+            this=exp.to_table("_link_input"),
+            kind="VIEW",
+            expression=rows,
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+            replace=True,
+        ).sql("duckdb")
+    )
     cur.execute(
         """
         CREATE OR REPLACE TEMP TABLE _link_new AS
@@ -77,4 +114,5 @@ def link_primary_identifiers(cur: duckdb.DuckDBPyConnection) -> int:
     )
     cur.execute("DROP TABLE IF EXISTS _link_new")
     cur.execute("DROP TABLE IF EXISTS _link_fresh")
+    cur.execute("DROP VIEW _link_input")
     return created

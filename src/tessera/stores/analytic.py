@@ -42,20 +42,25 @@ class AnalyticStore:
         return cur
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write transaction; one writer at a time in this process."""
+    def transaction(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction; one writer at a time in this process.
+
+        On a new cursor, or on ``cur`` when the caller's temp tables live on it (it stays open).
+        """
         with self.write_lock:
-            cur = self.cursor()
-            cur.execute("BEGIN TRANSACTION")
+            own = cur is None
+            tx = self.cursor() if cur is None else cur
+            tx.execute("BEGIN TRANSACTION")
             try:
-                yield cur
+                yield tx
             except BaseException:
-                cur.execute("ROLLBACK")
+                tx.execute("ROLLBACK")
                 raise
             else:
-                cur.execute("COMMIT")
+                tx.execute("COMMIT")
             finally:
-                cur.close()
+                if own:
+                    tx.close()
 
     def close(self) -> None:
         self._con.close()
