@@ -57,10 +57,13 @@ def check(store: AnalyticStore, kind: str) -> None:
         assert got[0] == ("c1", "王小明", "+86 138 0013 8000", date(1990, 5, 20), 1200, datetime(2024, 1, 5, 10),
                           '{"会员备注":"金卡"}')  # fmt: skip
         assert got[1][3:6] == (date(1988, 12, 1), 0, datetime(2024, 2, 1, 1, 30))
-        assert rows(store, "SELECT id_type, id_value FROM profile_identifiers ORDER BY 2") == [
-            ("user_id", "c1"),
-            ("user_id", "c2"),
-        ]
+        # OneID: each customer is one profile holding its id and its phone (normalised to E.164).
+        assert rows(
+            store,
+            "SELECT c.customer_id, list(i.id_type || ':' || i.id_value ORDER BY i.id_type) FROM customers c "
+            "JOIN identity_links l ON l.obs_idx = c.identity_idx JOIN profile_identifiers i USING (profile_idx) "
+            "GROUP BY 1 ORDER BY 1",
+        ) == [("c1", ["phone:+8613800138000", "user_id:c1"]), ("c2", ["phone:+8613900001111", "user_id:c2"])]
     elif kind == "orders":
         got = rows(store, "SELECT order_id, ordered_at, total, discount, channel, attributes FROM orders ORDER BY 1")
         assert got == [

@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse
 
 from tessera import __version__
 from tessera.api import admin, collect
+from tessera.api import identity as identity_api
 from tessera.api import imports as imports_api
+from tessera.api import profiles as profiles_api
 from tessera.runtime import Instance
 from tessera.services.pipeline import Pipeline
 
@@ -74,4 +76,6 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
     app.include_router(collect.router)
     app.include_router(admin.router)
     app.include_router(imports_api.router)
+    app.include_router(profiles_api.router)
+    app.include_router(identity_api.router)
     return app

@@ -23,6 +23,7 @@ from tessera.importing.kinds import KINDS, find_kind
 from tessera.importing.mapping import mapping_from_data
 from tessera.runtime import Instance
 from tessera.services import sources as sources_service
+from tessera.services.identity_rules import get_rules
 from tessera.services.imports import ImportFailed, ImportReport, ImportUsageError, import_file
 from tessera.services.pipeline import Pipeline
 
@@ -116,7 +117,7 @@ def _suffix(file_name: str) -> str:
 def _run(request: Request, instance: Instance, **kwargs: Any) -> ImportReport:
     store = instance.analytic
     with store.write_lock:
-        report = import_file(store=store, **kwargs)
+        report = import_file(store=store, rules=get_rules(instance.operational), **kwargs)
         # Event names inserted by the import: the loader keeps a name→id cache, refresh it before it
         # can write again (it needs the same lock), or its next insert of such a name would collide.
         pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)

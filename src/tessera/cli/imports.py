@@ -21,6 +21,7 @@ from tessera.cli.common import DataDirOption, console, err_console, fail, open_i
 from tessera.importing.kinds import KINDS, find_kind
 from tessera.importing.mapping import MappingFile, load_mapping_file, parse_default_options, parse_map_options
 from tessera.services import sources as sources_service
+from tessera.services.identity_rules import get_rules
 from tessera.services.imports import ImportFailed, ImportReport, ImportUsageError, import_file
 
 _STAGES = ("reading", "validating", "storing", "done")
@@ -153,6 +154,7 @@ def _locally(
                 work_dir=instance.data_dir.root,
                 progress=progress,
                 now=instance.clock.now(),
+                rules=get_rules(instance.operational),
             )
         return report, None
     except ImportUsageError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import admin, demo, imports
+from tessera.cli import admin, demo, identity, imports, profiles
 
 app = typer.Typer(
     name="tessera",
@@ -15,6 +15,8 @@ app = typer.Typer(
 admin.register(app)
 imports.register(app)
 demo.register(app)
+profiles.register(app)
+identity.register(app)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from tessera.domain.messages import to_micros
 from tessera.runtime import Instance
 from tessera.services import sources as sources_service
 from tessera.services import tokens as tokens_service
+from tessera.services.identity_rules import get_rules
 from tessera.services.imports import ImportReport, import_file
 from tessera.services.pipeline import Pipeline
 from tessera.services.sources import Source
@@ -71,6 +72,7 @@ def import_files(
 ) -> list[ImportReport]:
     """Import every file, one after the other, each with its channel's source; raises ``ImportFailed``."""
     reports: list[ImportReport] = []
+    rules = get_rules(instance.operational)
     for kind, path, source_kind in files.imports():
         report = import_file(
             store=instance.analytic,
@@ -79,6 +81,7 @@ def import_files(
             source_id=sources[source_kind].id if source_kind else None,
             rejects_dir=instance.data_dir.rejects,
             now=now,
+            rules=rules,
         )
         reports.append(report)
         if on_done is not None:

@@ -22,10 +22,12 @@ from datetime import datetime
 import duckdb
 from sqlglot import exp
 
+from tessera.domain.identity import IdentityRules
 from tessera.domain.messages import EVENT_COLUMNS
 from tessera.importing.kinds import Kind
 from tessera.importing.parsing import ROW, cast, col, lit
-from tessera.services.profiles import link_primary_identifiers, primary_identity
+from tessera.services import identity
+from tessera.services.identity_sources import CUSTOMER_ID_COLUMNS, ORDER_ID_COLUMNS, entity_candidates, event_candidates
 
 PARSED = "_imp_parsed"
 #: Columns of ``events`` in table order; ``event_id`` comes from the dictionary, ``source_id`` from the import.
@@ -37,6 +39,7 @@ class StoreCounts:
     stored: int = 0
     updated: int = 0
     duplicate: int = 0
+    identity: identity.LinkStats | None = None
 
 
 def _count(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -113,8 +116,10 @@ def store_entities(
     source_id: int | None,
     now: datetime,
     numbered: tuple[str, str] | None = None,
+    rules: IdentityRules,
 ) -> StoreCounts:
-    """Upsert the rows of ``_imp_parsed`` into ``kind.table`` by ``kind.key``."""
+    """Upsert the rows of ``_imp_parsed`` into ``kind.table`` by ``kind.key``; link customers' and
+    orders' identifiers (OneID) and stamp their ``identity_idx``."""
     table = kind.table
     if numbered is not None:
         fields = [*fields, numbered[0]]
@@ -192,24 +197,71 @@ def store_entities(
     if fresh is not None:
         insert = exp.insert(fresh, exp.to_table(table), columns=[*fields, *stamp])
         counts.stored = _count(cur, insert.sql("duckdb"))
-    if kind.name == "customers":
-        _link_customers(cur, fields=fields, source_id=source_id, now=now)
+    if kind.name in ("customers", "orders"):
+        counts.identity = _link_entities(
+            cur, kind=kind, rows=rows, fields=fields, import_id=import_id, source_id=source_id, now=now, rules=rules
+        )
     return counts
 
 
-def _link_customers(cur: duckdb.DuckDBPyConnection, *, fields: list[str], source_id: int | None, now: datetime) -> None:
-    seen = exp.func("coalesce", col("registered_at"), _ts(now)) if "registered_at" in fields else _ts(now)
-    link = exp.select(
-        lit("user_id").as_("id_type"),
-        col("customer_id").as_("id_value"),
-        seen.as_("seen_at"),
-        cast(lit(source_id) if source_id is not None else exp.null(), "INTEGER").as_("source_id"),
-    ).from_("_imp_rows")
-    link_primary_identifiers(cur, link)
+def _origin(import_id: str) -> exp.Expr:
+    """``import:<id>:row:<n>`` — the data row of the file (1-based) a link came from."""
+    row = exp.cast(col(ROW) + lit(1), "VARCHAR")
+    return exp.DPipe(this=lit(f"import:{import_id}:row:"), expression=row, safe=True)
+
+
+def _link_entities(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    kind: Kind,
+    rows: str,
+    fields: list[str],
+    import_id: str,
+    source_id: int | None,
+    now: datetime,
+    rules: IdentityRules,
+) -> identity.LinkStats:
+    columns = CUSTOMER_ID_COLUMNS if kind.name == "customers" else ORDER_ID_COLUMNS
+    if not any(c in fields for c in columns):
+        return identity.LinkStats()
+    time_col = "registered_at" if kind.name == "customers" else "ordered_at"
+    seen = exp.func("coalesce", col(time_col), _ts(now)) if time_col in fields else _ts(now)
+    candidates = entity_candidates(
+        rows,
+        columns=columns,
+        present=fields,
+        row_key=col(ROW),
+        seen_at=seen,
+        source_id=lit(source_id) if source_id is not None else exp.null(),
+        origin=_origin(import_id),
+    )
+    stats = identity.link(cur, candidates, rules=rules, now=now)
+    key = kind.key[0]
+    stamp = exp.update(
+        kind.table,
+        {"identity_idx": exp.column("obs_idx", table="r")},
+        where=exp.column(key, table=kind.table, quoted=True).eq(exp.column(key, table="r", quoted=True)),
+        from_=exp.From(
+            this=exp.select(col(key), exp.column("obs_idx", table="m"))
+            .from_(exp.alias_(exp.to_table(rows), "r0"))
+            .join(exp.alias_(exp.to_table(identity.ROWS_TABLE), "m"),
+                  on=exp.column("row_key", table="m").eq(exp.column(ROW, table="r0", quoted=True)))
+            .subquery("r")
+        ),
+    )  # fmt: skip
+    cur.execute(stamp.sql("duckdb"))
+    cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
+    return stats
 
 
 def store_events(
-    cur: duckdb.DuckDBPyConnection, *, fields: list[str], source_id: int, sort: bool = False
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    fields: list[str],
+    source_id: int,
+    rules: IdentityRules,
+    now: datetime,
+    sort: bool = False,
 ) -> StoreCounts:
     """Append the events of ``_imp_parsed`` that ``(source_id, message_id)`` does not know yet."""
     rows, in_file = _good_rows(cur, ("message_id",), fields, keep_last=False)
@@ -255,7 +307,16 @@ def store_events(
         else:
             value = exp.null()
         projections.append(value.as_(exp.to_identifier(name, quoted=True)))
+    counts.identity = identity.link(
+        cur, event_candidates(fresh_name, rules, present=present, row_key=ROW, source_id=source), rules=rules, now=now
+    )
+    projections.append(exp.column("obs_idx", table="m").as_("identity_idx"))
     select = exp.select(*projections).from_(exp.alias_(exp.to_table(fresh_name), "f"))
+    select = select.join(
+        exp.alias_(exp.to_table(identity.ROWS_TABLE), "m"),
+        on=exp.column("row_key", table="m").eq(exp.column(ROW, table="f", quoted=True)),
+        join_type="LEFT",
+    )
     if "event" in present:
         select = select.join(
             exp.alias_(exp.to_table("event_names"), "n"),
@@ -264,11 +325,9 @@ def store_events(
         )
     if sort:
         select = select.order_by(exp.column("timestamp", table="f", quoted=True))
-    counts.stored = _count(
-        cur, exp.insert(select, exp.to_table("events"), columns=list(EVENT_TABLE_COLUMNS)).sql("duckdb")
-    )
-    if counts.stored:
-        link_primary_identifiers(cur, primary_identity(fresh_name, present=present, source_id=source))
+    columns = [*EVENT_TABLE_COLUMNS, "identity_idx"]
+    counts.stored = _count(cur, exp.insert(select, exp.to_table("events"), columns=columns).sql("duckdb"))
+    cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
     return counts
 
 

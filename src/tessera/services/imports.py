@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
+from tessera.domain.identity import IdentityRules, default_rules
 from tessera.importing import parsing, reading, rejects, storing
 from tessera.importing.kinds import KINDS, find_kind
 from tessera.importing.mapping import ColumnPlan, MissingColumns, resolve
@@ -86,6 +87,7 @@ def import_file(
     timezone: str = "UTC",
     file_name: str | None = None,
     work_dir: Path | None = None,
+    rules: IdentityRules | None = None,
 ) -> ImportReport:
     """Import one file of ``kind`` (customers, orders, order-items, products, reviews, events).
 
@@ -97,6 +99,7 @@ def import_file(
     cannot be stored; then nothing of the file is stored.
     """
     started = time.perf_counter()
+    id_rules = rules or default_rules()
     spec = find_kind(kind)
     if spec is None:
         raise ImportUsageError("kind", f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -146,7 +149,9 @@ def import_file(
         notify("storing", report.rows_read - report.rows_rejected)
         with store.transaction(cur):
             if spec.name == "events":
-                counts = storing.store_events(cur, fields=parsed.fields, source_id=source_id or 0)
+                counts = storing.store_events(
+                    cur, fields=parsed.fields, source_id=source_id or 0, rules=id_rules, now=_naive_utc(now)
+                )
             else:
                 counts = storing.store_entities(
                     cur,
@@ -156,6 +161,7 @@ def import_file(
                     source_id=source_id,
                     now=_naive_utc(now),
                     numbered=parsed.numbered,
+                    rules=id_rules,
                 )
             report.rows_stored, report.rows_updated = counts.stored, counts.updated
             report.rows_duplicate = counts.duplicate

@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tessera.clock import Clock
+from tessera.domain.identity import IdentityRules, default_rules
 from tessera.domain.messages import to_micros
-from tessera.services import wal_records
-from tessera.services.profiles import link_primary_identifiers, primary_identity
+from tessera.services import identity, wal_records
+from tessera.services.identity_sources import event_candidates
 from tessera.settings import IngestSettings
 from tessera.stores import wal
 from tessera.stores.analytic import AnalyticStore
@@ -42,8 +43,8 @@ INSERT INTO events SELECT message_id, source_id, type::message_type, event_id, u
     group_id, previous_id, "timestamp", original_timestamp, sent_at, received_at,
     revenue::DECIMAL(18,2), currency, order_id, product_id, category, channel, device_id, ip,
     utm_source, utm_medium, utm_campaign, utm_term, utm_content,
-    properties::JSON, traits::JSON, context::JSON
-FROM _load_events ORDER BY "timestamp"
+    properties::JSON, traits::JSON, context::JSON, m.obs_idx
+FROM _load_events LEFT JOIN _identity_rows m ON m.row_key = _load_events._row ORDER BY "timestamp"
 """
 
 
@@ -56,8 +57,12 @@ class Loader:
         writer: wal.WalWriter | None,
         settings: IngestSettings,
         clock: Clock,
+        rules: IdentityRules | None = None,
     ) -> None:
         self.store = store
+        self.rules = rules or default_rules()
+        self._normaliser = identity.Normaliser(self.rules)
+        self.identity = identity.LinkStats()
         self.wal_dir = wal_dir
         self.writer = writer
         self.settings = settings
@@ -81,6 +86,12 @@ class Loader:
     def _read_checkpoint(self) -> wal.Position:
         row = self.store.cursor().execute('SELECT segment, "offset" FROM ingest_checkpoint WHERE id = 1').fetchone()
         return wal.Position(int(row[0]), int(row[1])) if row else wal.Position(0, 0)
+
+    def set_rules(self, rules: IdentityRules) -> None:
+        """Link with ``rules`` from the next load on."""
+        with self._lock:
+            self.rules = rules
+            self._normaliser = identity.Normaliser(rules)
 
     def refresh_names(self) -> None:
         """Re-read the event-name dictionary before the next load (something else, e.g. an import,
@@ -220,11 +231,22 @@ class Loader:
                 col = col.cast(_TS)
             columns.append(col)
             names.append(field.name)
+        columns.append(pa.array(range(rows.num_rows), pa.int64()))
+        names.append("_row")
         table = pa.Table.from_arrays(columns, names=names)
         cur.register("_load_events", table)
         try:
+            candidates = event_candidates("_load_events", self.rules, present=names)
+            stats = identity.link(
+                cur,
+                candidates,
+                rules=self.rules,
+                now=self.clock.now().replace(tzinfo=None),
+                normaliser=self._normaliser,
+            )
             cur.execute(_INSERT_EVENTS)
-            link_primary_identifiers(cur, primary_identity("_load_events"))
+            cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
+            self.identity.add(stats)
         finally:
             cur.unregister("_load_events")
 

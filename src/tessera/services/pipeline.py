@@ -8,6 +8,7 @@ import time
 
 from tessera.runtime import Instance
 from tessera.services import sources as sources_service
+from tessera.services.identity_rules import get_rules
 from tessera.services.ingestion import Collector, RequestError
 from tessera.services.loader import Loader
 from tessera.services.sources import Source
@@ -29,6 +30,7 @@ class Pipeline:
             writer=self.writer,
             settings=settings,
             clock=instance.clock,
+            rules=get_rules(instance.operational),
         )
         self._keys: dict[str, tuple[Source | None, float]] = {}
         self._keys_lock = threading.Lock()

@@ -198,6 +198,108 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE import_runs ADD COLUMN error VARCHAR",
         ],
     ),
+    (
+        3,
+        [
+            # OneID. The Foundation's one-profile-per-primary-identifier rows are dropped: run
+            # `tessera identity rebuild --reextract` after upgrading a v2 store (docs/identity.md).
+            "DROP TABLE profile_identifiers",
+            "DELETE FROM profiles",
+            # No primary key: a rebuild reloads millions of rows, then builds the unique index in bulk.
+            """CREATE TABLE profile_identifiers (
+                id_type VARCHAR NOT NULL,
+                id_value VARCHAR NOT NULL,
+                profile_idx INTEGER NOT NULL,
+                source_id INTEGER,
+                first_seen TIMESTAMP,
+                last_seen TIMESTAMP,
+                linked_at TIMESTAMP
+            )""",
+            "CREATE UNIQUE INDEX profile_identifiers_key ON profile_identifiers (id_type, id_value)",
+            "ALTER TABLE profiles ADD COLUMN anchor_type VARCHAR",
+            "ALTER TABLE profiles ADD COLUMN anchor_value VARCHAR",
+            "ALTER TABLE profiles ADD COLUMN created_seen TIMESTAMP",
+            "ALTER TABLE profiles ADD COLUMN created_key VARCHAR",
+            # Which observation (identity_links.obs_idx) a row's identifiers form; its profile follows.
+            "ALTER TABLE events ADD COLUMN identity_idx BIGINT",
+            "ALTER TABLE orders ADD COLUMN identity_idx BIGINT",
+            "ALTER TABLE customers ADD COLUMN identity_idx BIGINT",
+            # The raw links: one row per distinct set of identifiers seen together (an observation);
+            # key_hash = md5_number(ids_key); first_seen = event time of its earliest row.
+            "CREATE SEQUENCE identity_link_seq START 1",
+            """CREATE TABLE identity_links (
+                obs_idx BIGINT NOT NULL,
+                key_hash UHUGEINT NOT NULL,
+                ids_key VARCHAR NOT NULL,
+                ids STRUCT(id_type VARCHAR, id_value VARCHAR)[] NOT NULL,
+                first_seen TIMESTAMP NOT NULL,
+                source_id INTEGER,
+                origin VARCHAR,
+                profile_idx INTEGER
+            )""",
+            # The append-only merge log: merges, dropped identifiers, unmerges, rebuilds.
+            "CREATE SEQUENCE identity_log_seq START 1",
+            """CREATE TABLE identity_log (
+                seq BIGINT NOT NULL DEFAULT nextval('identity_log_seq'),
+                logged_at TIMESTAMP NOT NULL,
+                event_time TIMESTAMP,
+                action VARCHAR NOT NULL,
+                profile_id VARCHAR,
+                other_ids VARCHAR[],
+                id_type VARCHAR,
+                id_value VARCHAR,
+                reason VARCHAR NOT NULL,
+                origin VARCHAR,
+                run VARCHAR NOT NULL
+            )""",
+            # Values that failed normalisation or are blocked: never linked; why, and how often.
+            """CREATE TABLE identifier_rejections (
+                id_type VARCHAR NOT NULL,
+                raw_value VARCHAR NOT NULL,
+                reason VARCHAR NOT NULL,
+                first_seen TIMESTAMP NOT NULL,
+                last_seen TIMESTAMP NOT NULL,
+                seen_count BIGINT NOT NULL,
+                origin VARCHAR,
+                PRIMARY KEY (id_type, raw_value)
+            )""",
+            # Identifiers unmerged by hand: they link to nothing else (kept by rebuilds).
+            """CREATE TABLE identity_suppressions (
+                id_type VARCHAR NOT NULL,
+                id_value VARCHAR NOT NULL,
+                reason VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                origin VARCHAR,
+                PRIMARY KEY (id_type, id_value)
+            )""",
+            # A merged-away profile id resolves to whichever profile now holds its anchor identifier.
+            """CREATE TABLE profile_redirects (
+                profile_id VARCHAR PRIMARY KEY,
+                anchor_type VARCHAR NOT NULL,
+                anchor_value VARCHAR NOT NULL,
+                merged_at TIMESTAMP NOT NULL,
+                merged_into VARCHAR
+            )""",
+            # Profile attributes: traits after the merge policies, and computed basics.
+            """CREATE TABLE profile_attributes (
+                profile_idx INTEGER PRIMARY KEY,
+                traits JSON,
+                first_seen TIMESTAMP,
+                last_seen TIMESTAMP,
+                channels VARCHAR[],
+                event_count BIGINT,
+                order_count BIGINT,
+                total_spend DECIMAL(18,2),
+                first_order_at TIMESTAMP,
+                last_order_at TIMESTAMP,
+                updated_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE OR REPLACE VIEW events_named AS
+                SELECT e.*, n.name AS event, l.profile_idx
+                FROM events e LEFT JOIN event_names n USING (event_id)
+                LEFT JOIN identity_links l ON l.obs_idx = e.identity_idx""",
+        ],
+    ),
 ]
 
 #: Tables whose row counts ``tessera stats`` reports.
@@ -205,6 +307,8 @@ COUNTED_TABLES = (
     "events",
     "dead_letters",
     "profiles",
+    "profile_identifiers",
+    "identity_links",
     "customers",
     "orders",
     "order_items",

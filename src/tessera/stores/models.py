@@ -36,3 +36,13 @@ class ApiTokenRow(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SettingDocRow(Base):
+    """A named settings document (JSON) edited through the API, e.g. the identity rules."""
+
+    __tablename__ = "setting_docs"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    body: Mapped[dict[str, object]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,582 @@
+"""The 360° profile view (用户360视图): find a profile by any identifier, show everything about it.
+
+Built for one profile at a time on a large store: the identifier is found through the primary key
+of ``profile_identifiers``; the profile's rows are those whose ``identity_idx`` is one of its
+observations (``identity_links.obs_idx``), so events and orders are scanned with that short list
+and a ``LIMIT`` — never joined whole. Every user value is a bound parameter; the queries whose
+shape depends on the request are SQLGlot trees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+from pydantic import BaseModel, Field, field_validator
+from sqlglot import exp
+
+from tessera.domain.identity import IdentityRules, Rejected, normalise, parse_identifier
+
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_PHONE_QUERY = re.compile(r"^[\d\s+\-().]+$")
+MAX_PAGE = 1000
+#: The timeline's columns, in the order of :class:`TimelineEvent`'s fields, then the cursor key.
+_TIMELINE_COLUMNS = [
+    "e.message_id", "e.type::VARCHAR", "n.name", 'e."timestamp"', "e.source_id", "e.channel", "e.revenue::DOUBLE",
+    "e.order_id", "e.product_id", "e.properties", 'epoch_us(e."timestamp")',
+]  # fmt: skip
+
+
+class ProfileViewError(ValueError):
+    """A request the view cannot answer as asked; ``field`` names the bad input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# -- response schemas (what the management API's OpenAPI shows) ------------------------------
+
+
+class _Out(BaseModel):
+    """Times read from the store are naive UTC; they are answered with their zone."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+class ProfileRef(BaseModel):
+    """Which profile a lookup found; ``redirected_from`` is the merged-away id that was asked for."""
+
+    profile_idx: int
+    profile_id: str
+    redirected_from: str | None = None
+
+
+class ProfileCore(_Out):
+    """The profile record (用户档案): its stable id and the identifier that created it (anchor)."""
+
+    profile_id: str
+    profile_idx: int = Field(description="dense integer index (for bitmaps and set operations)")
+    created_at: datetime
+    first_seen: datetime | None
+    last_seen: datetime | None
+    anchor_type: str | None = Field(None, description="type of the identifier that created the profile")
+    anchor_value: str | None = None
+
+
+class ProfileAttributesOut(_Out):
+    """Attributes (属性): traits after the merge policies, and basics computed from events and orders."""
+
+    traits: dict[str, Any] = Field(default_factory=dict)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    channels: list[str] = Field(default_factory=list)
+    event_count: int = 0
+    order_count: int = 0
+    total_spend: Decimal = Field(Decimal("0"), description="sum of order totals (a decimal string in JSON)")
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+
+
+class IdentityOut(_Out):
+    """One identifier (身份标识) the profile holds, normalised (phones E.164, e-mails lower-case)."""
+
+    type: str
+    value: str
+    label_zh: str = ""
+    label_en: str = ""
+    source_id: int | None = None
+    source: str | None = Field(None, description="name of the source it was first seen from")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = Field(None, description="latest event carrying it (computed when not stored)")
+    linked_at: datetime | None = None
+
+
+class OrderOut(_Out):
+    """An order (订单) of the profile, with how many lines and pieces it has."""
+
+    order_id: str
+    ordered_at: datetime
+    status: str | None = None
+    channel: str | None = None
+    store_id: str | None = None
+    source_id: int | None = None
+    source: str | None = None
+    total: Decimal
+    discount: Decimal | None = None
+    currency: str | None = None
+    coupon_code: str | None = None
+    item_count: int = Field(0, description="order lines")
+    quantity: int = Field(0, description="pieces over all lines")
+
+
+class TimelineEvent(_Out):
+    """One event of the timeline (行为时间线)."""
+
+    message_id: str
+    type: str
+    event: str | None = Field(None, description="track event name, or page/screen name")
+    timestamp: datetime
+    source_id: int
+    source: str | None = None
+    channel: str | None = None
+    revenue: float | None = None
+    order_id: str | None = None
+    product_id: str | None = None
+    properties: dict[str, Any] | None = None
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class Timeline(BaseModel):
+    """A page of the profile's events, newest first."""
+
+    events: list[TimelineEvent]
+    next_before: str | None = Field(description="pass as ?before= for the next (older) page; null at the end")
+
+
+class MergeEntry(_Out):
+    """A decision of identity resolution that concerns this profile (合并记录), from ``identity_log``."""
+
+    seq: int
+    logged_at: datetime
+    event_time: datetime | None = None
+    action: str = Field(description="merge, drop, unmerge, split or rebuild")
+    profile_id: str | None = None
+    other_ids: list[str] = Field(default_factory=list, description="the other profiles involved")
+
+    @field_validator("other_ids", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    id_type: str | None = None
+    id_value: str | None = None
+    reason: str
+    origin: str | None = None
+    run: str
+
+
+class Profile360(BaseModel):
+    """The 360° view of one profile (用户360视图).
+
+    ``consents``, ``tags`` and ``audiences`` are present with their final shape and empty until
+    the steps that fill them land.
+    """
+
+    profile: ProfileCore
+    redirected_from: str | None = Field(None, description="the merged-away profile id that was asked for")
+    attributes: ProfileAttributesOut
+    identities: list[IdentityOut]
+    consents: list[dict[str, Any]] = Field(default_factory=list, description="consents (同意); filled later")
+    tags: list[dict[str, Any]] = Field(default_factory=list, description="tags (标签); filled later")
+    audiences: list[dict[str, Any]] = Field(default_factory=list, description="audiences (人群); filled later")
+    orders: list[OrderOut] = Field(description="latest orders first")
+    timeline: Timeline
+    merge_history: list[MergeEntry] = Field(description="newest first")
+
+
+class ProfileHit(_Out):
+    """A profile found by search, with what matched."""
+
+    profile_id: str
+    profile_idx: int
+    name: str | None = None
+    phones: list[str] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list)
+    matched: list[str] = Field(description="which of phone, email, name, profile_id matched")
+    last_seen: datetime | None = None
+
+
+# -- finding a profile -------------------------------------------------------------------------
+
+
+def find_profile(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    rules: IdentityRules,
+    identifier: str | None = None,
+    profile_id: str | None = None,
+) -> ProfileRef | None:
+    """The profile holding ``identifier`` (``TYPE:VALUE``, normalised first) or called ``profile_id``.
+
+    A merged-away profile id resolves to the profile now holding its anchor identifier (one hop).
+    Returns None when nothing matches; raises :class:`ProfileViewError` for malformed input.
+    """
+    if (identifier is None) == (profile_id is None):
+        raise ProfileViewError("identifier", "give either an identifier (TYPE:VALUE) or a profile id")
+    if identifier is not None:
+        id_type, value = normalised_identifier(rules, identifier)
+        return _by_identifier(cur, id_type, value)
+    assert profile_id is not None
+    pid = profile_id.strip()
+    if not pid:
+        raise ProfileViewError("profile_id", "empty")
+    row = cur.execute("SELECT profile_idx, profile_id FROM profiles WHERE profile_id = ?", [pid]).fetchall()
+    if row:
+        return ProfileRef(profile_idx=row[0][0], profile_id=row[0][1])
+    redirect = cur.execute(
+        "SELECT anchor_type, anchor_value, merged_into FROM profile_redirects WHERE profile_id = ?", [pid]
+    ).fetchall()
+    if not redirect:
+        return None
+    anchor_type, anchor_value, merged_into = redirect[0]
+    ref = _by_identifier(cur, anchor_type, anchor_value)
+    if ref is None and merged_into:
+        row = cur.execute("SELECT profile_idx, profile_id FROM profiles WHERE profile_id = ?", [merged_into]).fetchall()
+        ref = ProfileRef(profile_idx=row[0][0], profile_id=row[0][1]) if row else None
+    return ref.model_copy(update={"redirected_from": pid}) if ref else None
+
+
+def normalised_identifier(rules: IdentityRules, text: str) -> tuple[str, str]:
+    """``TYPE:VALUE`` → (type, normalised value); raises :class:`ProfileViewError` naming the problem."""
+    try:
+        id_type, raw = parse_identifier(text.strip())
+    except ValueError as exc:
+        raise ProfileViewError("identifier", str(exc)) from None
+    id_type = id_type.lower()
+    if not _TYPE_NAME.match(id_type):
+        known = ", ".join(t.name for t in rules.types)
+        raise ProfileViewError("identifier", f"{id_type!r} is not an identifier type; known types: {known}")
+    try:
+        return id_type, normalise(rules, id_type, raw)
+    except Rejected as exc:
+        raise ProfileViewError("identifier", f"{id_type} {raw!r} cannot be looked up: {exc.reason}") from None
+
+
+def _by_identifier(cur: duckdb.DuckDBPyConnection, id_type: str, value: str) -> ProfileRef | None:
+    rows = cur.execute(
+        """SELECT p.profile_idx, p.profile_id FROM profile_identifiers i JOIN profiles p USING (profile_idx)
+           WHERE i.id_type = ? AND i.id_value = ?""",
+        [id_type, value],
+    ).fetchall()
+    return ProfileRef(profile_idx=rows[0][0], profile_id=rows[0][1]) if rows else None
+
+
+# -- the view ----------------------------------------------------------------------------------
+
+
+def profile_360(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    ref: ProfileRef,
+    rules: IdentityRules,
+    source_names: Mapping[int, str],
+    timeline_limit: int = 50,
+    before: str | datetime | None = None,
+    events: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    orders_limit: int = 20,
+    history_limit: int = 100,
+) -> Profile360:
+    """Everything about one profile; the timeline is its first page (``timeline`` pages on)."""
+    from tessera.services.profile_attributes import compute_one
+
+    row = cur.execute(
+        """SELECT profile_id, profile_idx, created_at, first_seen, last_seen, anchor_type, anchor_value
+           FROM profiles WHERE profile_idx = ?""",
+        [ref.profile_idx],
+    ).fetchall()
+    if not row:
+        raise ProfileViewError("profile_id", f"profile {ref.profile_id} no longer exists")
+    core = ProfileCore(**dict(zip(ProfileCore.model_fields, row[0], strict=True)))
+    idx, pid = core.profile_idx, core.profile_id
+    obs = observations(cur, profile_idx=idx)
+    attrs = compute_one(cur, profile_idx=idx, rules=rules, source_names=source_names)
+    ids = identities(cur, profile_idx=idx, rules=rules, source_names=source_names, obs=obs)
+    page = timeline(cur, obs=obs, source_names=source_names, limit=timeline_limit, before=before, events=events,
+                    since=since, until=until)  # fmt: skip
+    return Profile360(
+        profile=core,
+        redirected_from=ref.redirected_from,
+        attributes=ProfileAttributesOut.model_validate(attrs.model_dump()),
+        identities=ids,
+        orders=orders(cur, obs=obs, source_names=source_names, limit=orders_limit),
+        timeline=page,
+        merge_history=merge_history(cur, profile_id=pid, identities=ids, limit=history_limit),
+    )
+
+
+def observations(cur: duckdb.DuckDBPyConnection, *, profile_idx: int) -> list[int]:
+    """The observations (``identity_links.obs_idx``) that belong to the profile now."""
+    rows = cur.execute("SELECT obs_idx FROM identity_links WHERE profile_idx = ? ORDER BY obs_idx", [profile_idx])
+    return [r[0] for r in rows.fetchall()]
+
+
+def _in_obs(column: exp.Expr) -> exp.Expr:
+    """``column`` is one of the observations bound as the list parameter at this place."""
+    return exp.func("list_contains", exp.cast(exp.Placeholder(), "BIGINT[]"), column)
+
+
+def identities(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    profile_idx: int,
+    rules: IdentityRules,
+    source_names: Mapping[int, str],
+    obs: Sequence[int] | None = None,
+) -> list[IdentityOut]:
+    """The profile's identifiers in rule priority order; a missing ``last_seen`` is computed from events."""
+    rows = cur.execute(
+        """SELECT id_type, id_value, source_id, first_seen, last_seen, linked_at
+           FROM profile_identifiers WHERE profile_idx = ?""",
+        [profile_idx],
+    ).fetchall()
+    computed: dict[tuple[str, str], datetime] = {}
+    if any(r[4] is None for r in rows):
+        obs = observations(cur, profile_idx=profile_idx) if obs is None else obs
+        if obs:
+            # the latest event of each observation, then per identifier over the observations carrying it
+            for id_type, value, last in cur.execute(
+                """SELECT u.id_type, u.id_value, max(last) FROM (
+                     SELECT unnest(l.ids) AS u, x.last
+                     FROM (SELECT identity_idx, max("timestamp") AS last FROM events
+                           WHERE list_contains(?::BIGINT[], identity_idx) GROUP BY identity_idx) x
+                     JOIN identity_links l ON l.obs_idx = x.identity_idx
+                     WHERE list_contains(?::BIGINT[], l.obs_idx)
+                   ) GROUP BY ALL""",
+                [list(obs), list(obs)],
+            ).fetchall():
+                computed[(id_type, value)] = last
+    out = []
+    for t, v, src, first, last, linked in rows:
+        spec, last = rules.type_named(t), last if last is not None else computed.get((t, v))
+        out.append(IdentityOut(type=t, value=v, label_zh=spec.label_zh, label_en=spec.label_en, source_id=src,
+                               source=_name(source_names, src), first_seen=first, last_seen=last, linked_at=linked))  # fmt: skip
+    out.sort(key=lambda i: (rules.rank(i.type), i.type, i.value))
+    return out
+
+
+def orders(
+    cur: duckdb.DuckDBPyConnection, *, obs: Sequence[int], source_names: Mapping[int, str], limit: int = 20
+) -> list[OrderOut]:
+    """The profile's latest orders, with line and piece counts."""
+    _check_limit("orders_limit", limit)
+    if not obs:
+        return []
+    rows = cur.execute(
+        """SELECT order_id, ordered_at, status, channel, store_id, source_id, total, discount, currency, coupon_code
+           FROM orders WHERE list_contains(?::BIGINT[], identity_idx)
+           ORDER BY ordered_at DESC, order_id LIMIT ?""",
+        [list(obs), limit],
+    ).fetchall()
+    if not rows:
+        return []
+    counts = {
+        r[0]: (r[1], r[2])
+        for r in cur.execute(
+            """SELECT order_id, count(*), coalesce(sum(quantity), 0) FROM order_items
+               WHERE list_contains(?::VARCHAR[], order_id) GROUP BY order_id""",
+            [[r[0] for r in rows]],
+        ).fetchall()
+    }
+    fields = ("order_id", "ordered_at", "status", "channel", "store_id", "source_id", "total", "discount")
+    return [
+        OrderOut(
+            **dict(zip((*fields, "currency", "coupon_code"), r, strict=True)),
+            source=_name(source_names, r[5]),
+            item_count=counts.get(r[0], (0, 0))[0],
+            quantity=counts.get(r[0], (0, 0))[1],
+        )
+        for r in rows
+    ]
+
+
+def timeline(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    obs: Sequence[int],
+    source_names: Mapping[int, str],
+    limit: int = 50,
+    before: str | datetime | None = None,
+    events: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Timeline:
+    """One page of the profile's events, newest first.
+
+    ``before`` is the ``next_before`` cursor of the previous page (or a time: events before it);
+    ``events`` keeps only these event names; ``since`` ≤ timestamp < ``until``.
+    """
+    _check_limit("limit", limit)
+    if not obs:
+        return Timeline(events=[], next_before=None)
+    ts = exp.column("timestamp", table="e", quoted=True)
+    mid = exp.column("message_id", table="e")
+    conds: list[exp.Expr] = [_in_obs(exp.column("identity_idx", table="e"))]
+    params: list[Any] = [list(obs)]
+    if events:
+        names = [str(n) for n in events]
+        conds.append(exp.func("list_contains", exp.cast(exp.Placeholder(), "VARCHAR[]"), exp.column("name", table="n")))
+        params.append(names)
+    if since is not None:
+        conds.append(ts >= exp.Placeholder())
+        params.append(_naive_utc(since))
+    if until is not None:
+        conds.append(ts < exp.Placeholder())
+        params.append(_naive_utc(until))
+    if isinstance(before, datetime):
+        conds.append(ts < exp.Placeholder())
+        params.append(_naive_utc(before))
+    elif before:
+        ts_us, _, after_id = before.partition("|")
+        if not ts_us.isdigit() or not after_id:
+            raise ProfileViewError("before", "not a cursor: pass next_before of the previous page")
+        key = exp.Tuple(expressions=[exp.func("epoch_us", ts), mid])
+        conds.append(exp.LT(this=key, expression=exp.Tuple(expressions=[exp.Placeholder(), exp.Placeholder()])))
+        params.extend([int(ts_us), after_id])
+    query = (
+        exp.select(*_TIMELINE_COLUMNS)
+        .from_(exp.table_("events", alias="e"))
+        .join(exp.table_("event_names", alias="n"), using=["event_id"], join_type="left")
+        .where(exp.and_(*conds))
+        .order_by(exp.Ordered(this=ts, desc=True), exp.Ordered(this=mid, desc=True))
+        .limit(exp.Placeholder())
+    )
+    params.append(limit + 1)
+    rows = cur.execute(query.sql("duckdb"), params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    fields = ("message_id", "type", "event", "timestamp", "source_id", "channel", "revenue", "order_id")
+    out = [
+        TimelineEvent(
+            **dict(zip((*fields, "product_id", "properties"), r[:10], strict=True)), source=_name(source_names, r[4])
+        )
+        for r in rows
+    ]
+    return Timeline(events=out, next_before=f"{rows[-1][10]}|{rows[-1][0]}" if more else None)
+
+
+def merge_history(
+    cur: duckdb.DuckDBPyConnection, *, profile_id: str, identities: Sequence[IdentityOut], limit: int = 100
+) -> list[MergeEntry]:
+    """Log entries about the profile or the profiles merged into it (whose anchors it now holds)."""
+    held = [f"{i.type}:{i.value}" for i in identities]
+    merged = cur.execute(
+        """SELECT profile_id FROM profile_redirects
+           WHERE merged_into = ? OR list_contains(?::VARCHAR[], anchor_type || ':' || anchor_value)""",
+        [profile_id, held],
+    ).fetchall()
+    ids = [profile_id, *sorted({r[0] for r in merged} - {profile_id})]
+    rows = cur.execute(
+        """SELECT seq, logged_at, event_time, action, profile_id, other_ids, id_type, id_value, reason, origin, run
+           FROM identity_log
+           WHERE list_contains(?::VARCHAR[], profile_id) OR list_has_any(other_ids, ?::VARCHAR[])
+           ORDER BY seq DESC LIMIT ?""",
+        [ids, ids, limit],
+    ).fetchall()
+    fields = ("seq", "logged_at", "event_time", "action", "profile_id", "other_ids", "id_type", "id_value")
+    return [MergeEntry(**dict(zip((*fields, "reason", "origin", "run"), r, strict=True))) for r in rows]
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+def search_profiles(
+    cur: duckdb.DuckDBPyConnection, *, q: str, limit: int = 20, rules: IdentityRules | None = None
+) -> list[ProfileHit]:
+    """Profiles whose phone contains the digits of ``q``, whose e-mail or name contains ``q``
+    (case-insensitively), or whose id is ``q``; at most ``limit``, most recently seen first."""
+    q = q.strip()
+    if len(q) < 2:
+        raise ProfileViewError("q", "search for at least 2 characters")
+    _check_limit("limit", limit)
+    kinds = rules.types if rules is not None else []
+    phone_types = [t.name for t in kinds if t.kind == "phone"] or ["phone"]
+    email_types = [t.name for t in kinds if t.kind == "email"] or ["email"]
+    matched: dict[int, list[str]] = {}
+
+    def collect(label: str, sql: str, params: list[Any]) -> None:
+        for (idx,) in cur.execute(sql, [*params, limit]).fetchall():
+            matched.setdefault(idx, []).append(label)
+
+    by_identifier = """SELECT i.profile_idx FROM profile_identifiers i JOIN profiles p USING (profile_idx)
+        WHERE list_contains(?::VARCHAR[], i.id_type) AND contains(i.id_value, ?)
+        GROUP BY i.profile_idx ORDER BY max(p.last_seen) DESC NULLS LAST, i.profile_idx LIMIT ?"""
+    digits = re.sub(r"\D", "", q)
+    if _PHONE_QUERY.match(q) and len(digits) >= 2:
+        collect("phone", by_identifier, [phone_types, digits])
+    collect("email", by_identifier, [email_types, q.lower()])
+    collect(
+        "name",
+        """SELECT profile_idx FROM (
+             SELECT l.profile_idx FROM customers c JOIN identity_links l ON l.obs_idx = c.identity_idx
+             WHERE contains(lower(c.name), lower(?))
+             UNION
+             SELECT profile_idx FROM profile_attributes WHERE contains(lower(traits ->> '$.name'), lower(?))
+           ) WHERE profile_idx IS NOT NULL ORDER BY profile_idx LIMIT ?""",
+        [q, q],
+    )
+    collect("profile_id", "SELECT profile_idx FROM profiles WHERE profile_id = ? LIMIT ?", [q])
+    if not matched:
+        return []
+    idxs = list(matched)
+    info = {
+        r[0]: r[1:]
+        for r in cur.execute(
+            """SELECT p.profile_idx, p.profile_id, p.last_seen, a.traits ->> '$.name'
+               FROM profiles p LEFT JOIN profile_attributes a USING (profile_idx)
+               WHERE list_contains(?::INTEGER[], p.profile_idx)""",
+            [idxs],
+        ).fetchall()
+    }
+    names = dict(
+        cur.execute(
+            """SELECT l.profile_idx, min(c.name) FROM customers c JOIN identity_links l ON l.obs_idx = c.identity_idx
+               WHERE list_contains(?::INTEGER[], l.profile_idx) AND c.name IS NOT NULL GROUP BY l.profile_idx""",
+            [idxs],
+        ).fetchall()
+    )
+    held: dict[int, dict[str, list[str]]] = {}
+    for idx, id_type, value in cur.execute(
+        """SELECT profile_idx, id_type, id_value FROM profile_identifiers
+           WHERE list_contains(?::INTEGER[], profile_idx) AND list_contains(?::VARCHAR[], id_type)
+           ORDER BY id_value""",
+        [idxs, phone_types + email_types],
+    ).fetchall():
+        kind = "phones" if id_type in phone_types else "emails"
+        held.setdefault(idx, {"phones": [], "emails": []})[kind].append(value)
+    hits = [
+        ProfileHit(
+            profile_id=info[idx][0],
+            profile_idx=idx,
+            name=info[idx][2] or names.get(idx),
+            phones=held.get(idx, {}).get("phones", []),
+            emails=held.get(idx, {}).get("emails", []),
+            matched=labels,
+            last_seen=info[idx][1],
+        )
+        for idx, labels in matched.items()
+        if idx in info
+    ]
+    hits.sort(key=lambda h: (-(h.last_seen.timestamp() if h.last_seen else float("-inf")), h.profile_idx))
+    return hits[:limit]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check_limit(field: str, limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ProfileViewError(field, f"must be between 1 and {MAX_PAGE}")
+
+
+def _name(source_names: Mapping[int, str], source_id: int | None) -> str | None:
+    return source_names.get(source_id) if source_id is not None else None
+
+
+def _naive_utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo else dt
