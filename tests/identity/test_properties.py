@@ -86,8 +86,12 @@ def test_reapplying_a_message_changes_nothing(id_sets: list[list[tuple[str, str]
 
 def test_a_windowed_limit_counts_only_recent_links() -> None:
     rules = RULES.model_copy(
-        update={"types": [t.model_copy(update={"limit": 2, "window_days": 30}) if t.name == "device_id" else t
-                          for t in RULES.types]}  # fmt: skip
+        update={
+            "types": [
+                t.model_copy(update={"limit": 2, "window_days": 30}) if t.name == "device_id" else t
+                for t in RULES.types
+            ]
+        }  # fmt: skip
     )
     day = 86_400_000_000
     obs = [
@@ -108,8 +112,9 @@ _MESSAGE = st.fixed_dictionaries(
         "user_id": st.sampled_from(["u0", "u1", "u2", "u3"]),
         "anonymous_id": st.sampled_from([f"a{i}" for i in range(8)]),
         "device_id": st.sampled_from(["d0", "d1"]),
-        "traits": st.sampled_from(['{"phone": "13800138000"}', '{"phone": "138 0013 8001", "email": "A@x.cn"}',
-                                   '{"email": "b@x.cn"}']),  # fmt: skip
+        "traits": st.sampled_from(
+            ['{"phone": "13800138000"}', '{"phone": "138 0013 8001", "email": "A@x.cn"}', '{"email": "b@x.cn"}']
+        ),  # fmt: skip
     },
 ).filter(lambda m: "user_id" in m or "anonymous_id" in m)
 

@@ -121,7 +121,11 @@ def test_alias_links_the_previous_id_to_the_user() -> None:
 
 def test_merge_leaves_a_redirect_and_is_logged() -> None:
     con = store()
-    feed(con, [{"message_id": "m1", "anonymous_id": "web-1", "ts": 1}, {"message_id": "m2", "user_id": "M9", "ts": 2}], RULES)
+    feed(
+        con,
+        [{"message_id": "m1", "anonymous_id": "web-1", "ts": 1}, {"message_id": "m2", "user_id": "M9", "ts": 2}],
+        RULES,
+    )
     before = profiles_by_id(con)
     web_id = next(p for p, ids in before.items() if "anonymous_id:web-1" in ids)
     user_id = next(p for p, ids in before.items() if "user_id:M9" in ids)

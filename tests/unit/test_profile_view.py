@@ -55,15 +55,15 @@ def _insert(con: duckdb.DuckDBPyConnection) -> None:
             "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 'k')",
             [idx, pid, T0, T0, T0 + timedelta(hours=idx), anchor[0], anchor[1], T0],
         )
-    for idx, ids in ((1, A_IDS), (2, B_IDS)):
-        for t, v, src, first, last in ids:
+    for idx, held in ((1, A_IDS), (2, B_IDS)):
+        for t, v, src, first, last in held:
             con.execute(
                 "INSERT INTO profile_identifiers VALUES (?, ?, ?, ?, ?, ?, ?)", [t, v, idx, src, first, last, T0]
             )
-    for obs, (idx, ids) in LINKS.items():
+    for obs, (idx, seen) in LINKS.items():
         con.execute(
             "INSERT INTO identity_links VALUES (?, ?, ?, ?, ?, 1, 'collect', ?)",
-            [obs, obs, f"k{obs}", [{"id_type": t, "id_value": v} for t, v in ids], T0, idx],
+            [obs, obs, f"k{obs}", [{"id_type": t, "id_value": v} for t, v in seen], T0, idx],
         )
     for mid, obs, src, typ, name, minutes in EVENTS:
         event_id = None
@@ -113,8 +113,9 @@ def _insert(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cur() -> Iterator[duckdb.DuckDBPyConnection]:
+    """One store for the module: the view only reads (the injection tests check that nothing changed)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     migrate(con)
@@ -251,8 +252,16 @@ def test_timeline_filters_by_event_name_and_time(cur: duckdb.DuckDBPyConnection)
     assert _all_pages(cur, 10, events=["Nothing"]) == [[]]
 
 
-@pytest.mark.parametrize(("kw", "field"), [({"before": "yesterday"}, "before"), ({"before": "12|"}, "before"),
-                                           ({"limit": 0}, "limit"), ({"limit": 1001}, "limit")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"before": "yesterday"}, "before"),
+        ({"before": "12|"}, "before"),
+        ({"before": "9" * 40 + "|m"}, "before"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+    ],
+)
 def test_timeline_rejects_bad_cursor_and_limits(cur: duckdb.DuckDBPyConnection, kw: dict[str, Any], field: str) -> None:
     with pytest.raises(pv.ProfileViewError) as info:
         pv.timeline(cur, obs=[1], source_names=SOURCES, **kw)
@@ -346,11 +355,10 @@ def test_a_cursor_carrying_sql_only_pages(cur: duckdb.DuckDBPyConnection) -> Non
     assert [e.message_id for e in page.events][:2] == ["m7", "m6"]
 
 
-# -- the whole view (needs tessera.services.profile_attributes) ------------------------------------
+# -- the whole view ------------------------------------------------------------------------------
 
 
 def test_profile_360_has_every_section(cur: duckdb.DuckDBPyConnection) -> None:
-    pytest.importorskip("tessera.services.profile_attributes")  # TEMPORARY: until the attributes step lands
     ref = _find(cur, profile_id="p_old")
     assert ref is not None
     view = pv.profile_360(cur, ref=ref, rules=RULES, source_names=SOURCES, timeline_limit=2, orders_limit=2)

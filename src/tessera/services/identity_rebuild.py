@@ -30,6 +30,7 @@ from tessera.domain.identity import IdentityRules
 from tessera.domain.unify import Graph, Identifier, Observation
 from tessera.services import identity_graph
 from tessera.services.identity import split_key
+from tessera.stores.analytic_schema import PROFILE_IDENTIFIERS_DDL
 
 _TS = pa.timestamp("us")
 
@@ -278,8 +279,9 @@ def _write(
         cur.execute("DELETE FROM profile_redirects WHERE profile_id IN (SELECT profile_id FROM profiles)")
         cur.execute("DELETE FROM profile_attributes WHERE profile_idx NOT IN (SELECT profile_idx FROM profiles)")
         # Identifiers: reload the table and build its unique index in bulk.
-        cur.execute("DROP INDEX IF EXISTS profile_identifiers_key")
-        cur.execute("DELETE FROM profile_identifiers")
+        # (A fresh table: an index built in the transaction would still see the deleted rows.)
+        cur.execute("DROP TABLE profile_identifiers")
+        cur.execute(PROFILE_IDENTIFIERS_DDL[0])
         cur.execute(
             """INSERT INTO profile_identifiers
             SELECT c.id_type, c.id_value, p.profile_idx, l.source_id, f.first_seen, f.first_seen, f.first_seen
@@ -290,7 +292,7 @@ def _write(
             UNION ALL
             SELECT d.id_type, d.id_value, d.profile_idx, NULL, d.linked_at, d.linked_at, d.linked_at FROM _rb_dirty_ids d"""
         )
-        cur.execute("CREATE UNIQUE INDEX profile_identifiers_key ON profile_identifiers (id_type, id_value)")
+        cur.execute(PROFILE_IDENTIFIERS_DDL[1])
         cur.execute(
             """CREATE OR REPLACE TEMP TABLE _rb_obs_profile AS
             SELECT DISTINCT o.obs_idx, p.profile_idx FROM _rb_obs_nodes o JOIN _rb_idcomp c USING (node)

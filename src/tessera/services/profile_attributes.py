@@ -54,41 +54,58 @@ _COLUMNS = (
     "order_count", "total_spend", "first_order_at", "last_order_at",
 )  # fmt: skip
 
-# Filled in by :func:`_statement`: :targets (a condition on profiles), :obs (on the identity_idx of
-# a row table), :customer_traits (a struct of customer columns), :exact_int, :excluded; and the
+# Filled in by :func:`_statement`: :targets (a condition on profile_idx), :obs (on the identity_idx
+# of a row table), :customer_traits (a struct of customer columns), :exact_int, :excluded; and the
 # functions trait_policy(key), source_rank(source_id), source_name(source_id), from the rules.
 _TEMPLATE = sqlglot.parse_one(
     """
-    WITH targets AS (
-        SELECT profile_idx FROM profiles WHERE :targets
-    ), links AS (
-        SELECT obs_idx, profile_idx FROM identity_links WHERE profile_idx IN (SELECT profile_idx FROM targets)
-    ), docs AS (
+    WITH links AS (
+        SELECT obs_idx, profile_idx FROM identity_links WHERE :targets
+    ), linked AS NOT MATERIALIZED (
+        -- Every event (kind 0), order (1) and customer record (2) of the profiles; doc = its traits.
         -- The type test stays out of WHERE: a filter on identity_idx alone can use an index.
-        SELECT l.profile_idx, CASE WHEN e.type = 'identify' THEN e.traits END AS doc, e."timestamp" AS t, e.source_id
+        SELECT l.profile_idx, 0 AS kind, e."timestamp" AS t, e.source_id,
+            CASE WHEN e.type = 'identify' THEN e.traits END AS doc,
+            CAST(NULL AS DECIMAL(18, 2)) AS total, CAST(NULL AS VARCHAR) AS status, CAST(NULL AS VARCHAR) AS channel
         FROM events AS e JOIN links AS l ON l.obs_idx = e.identity_idx WHERE :obs
         UNION ALL
-        SELECT l.profile_idx, unnest([to_json(:customer_traits), c.attributes]),
-            coalesce(c.updated_at, c.registered_at), c.source_id
+        SELECT l.profile_idx, 1, o.ordered_at, o.source_id, NULL, o.total, o.status, o.channel
+        FROM orders AS o JOIN links AS l ON l.obs_idx = o.identity_idx WHERE :obs
+        UNION ALL
+        SELECT l.profile_idx, 2, coalesce(c.updated_at, c.registered_at), c.source_id,
+            unnest([to_json(:customer_traits), c.attributes]), NULL, NULL, NULL
         FROM customers AS c JOIN links AS l ON l.obs_idx = c.identity_idx WHERE :obs
+    ), basics AS (
+        SELECT profile_idx,
+            count_if(kind = 0) AS event_count,
+            count_if(kind = 1) AS order_count,
+            min(CASE WHEN kind < 2 THEN t END) AS first_seen,
+            max(CASE WHEN kind < 2 THEN t END) AS last_seen,
+            min(CASE WHEN kind = 1 THEN t END) AS first_order_at,
+            max(CASE WHEN kind = 1 THEN t END) AS last_order_at,
+            sum(CASE WHEN kind = 1 AND (status IS NULL OR lower(status) NOT IN :excluded) THEN total END) AS spend
+        FROM linked GROUP BY profile_idx
+    ), channels AS (
+        SELECT profile_idx, list_sort(list(name)) AS channels
+        FROM (
+            SELECT DISTINCT profile_idx, unnest([source_name(source_id), channel]) AS name FROM linked WHERE kind < 2
+        ) WHERE name IS NOT NULL GROUP BY profile_idx
     ), inputs AS (
-        SELECT d.profile_idx, j.key, j.value, d.t, trait_policy(j.key) AS policy, source_rank(d.source_id) AS rank
-        FROM docs AS d, json_each(CASE WHEN json_type(d.doc) = 'OBJECT' THEN d.doc END) AS j
+        SELECT d.profile_idx, j.key, j.value, d.t, trait_policy(j.key) AS policy, source_rank(d.source_id) AS rank,
+            CASE WHEN json_type(j.value) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
+                THEN TRY_CAST(json_extract_string(j.value, '$') AS DOUBLE) END AS num
+        FROM linked AS d, json_each(CASE WHEN json_type(d.doc) = 'OBJECT' THEN d.doc END) AS j
         WHERE json_type(j.value) <> 'NULL'
-    ), ranked AS (
+    ), merged AS (
         SELECT profile_idx, key, policy,
-            struct_pack(
+            max(struct_pack(
                 p := CASE WHEN policy = 'source_priority' THEN -rank ELSE 0 END,
                 h := CASE WHEN t IS NULL THEN 0 ELSE 1 END,
                 e := coalesce(CASE WHEN policy = 'first' THEN -epoch_us(t) ELSE epoch_us(t) END, 0),
                 v := CAST(value AS VARCHAR)
-            ) AS sort_key,
-            CASE WHEN policy = 'sum' AND json_type(value) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
-                THEN TRY_CAST(json_extract_string(value, '$') AS DOUBLE) END AS num
-        FROM inputs
-    ), merged AS (
-        SELECT profile_idx, key, policy, max(sort_key).v AS pick, sum(num) FILTER (WHERE isfinite(num)) AS total
-        FROM ranked GROUP BY profile_idx, key, policy
+            )).v AS pick,
+            sum(CASE WHEN policy = 'sum' AND isfinite(num) THEN num END) AS total
+        FROM inputs GROUP BY profile_idx, key, policy
     ), traits AS (
         SELECT profile_idx, json_group_object(key, value) AS traits
         FROM (
@@ -98,39 +115,23 @@ _TEMPLATE = sqlglot.parse_one(
                 ELSE to_json(total) END AS value
             FROM merged
         ) WHERE value IS NOT NULL GROUP BY profile_idx
-    ), ev AS (
-        SELECT l.profile_idx, count(*) AS n, min(e."timestamp") AS first_at, max(e."timestamp") AS last_at,
-            list(DISTINCT source_name(e.source_id)) AS names
-        FROM events AS e JOIN links AS l ON l.obs_idx = e.identity_idx
-        WHERE :obs GROUP BY l.profile_idx
-    ), od AS (
-        SELECT l.profile_idx, count(*) AS n, min(o.ordered_at) AS first_at, max(o.ordered_at) AS last_at,
-            sum(o.total) FILTER (WHERE o.status IS NULL OR lower(o.status) NOT IN :excluded) AS spend,
-            list(DISTINCT source_name(o.source_id)) AS names, list(DISTINCT o.channel) AS channels
-        FROM orders AS o JOIN links AS l ON l.obs_idx = o.identity_idx
-        WHERE :obs GROUP BY l.profile_idx
     )
     SELECT
-        t.profile_idx,
+        p.profile_idx,
         coalesce(tr.traits, CAST('{}' AS JSON)) AS traits,
-        CASE WHEN ev.first_at IS NULL THEN od.first_at WHEN od.first_at IS NULL THEN ev.first_at
-            ELSE least(ev.first_at, od.first_at) END AS first_seen,
-        CASE WHEN ev.last_at IS NULL THEN od.last_at WHEN od.last_at IS NULL THEN ev.last_at
-            ELSE greatest(ev.last_at, od.last_at) END AS last_seen,
-        -- list_distinct drops the NULLs (rows without a source name or a channel).
-        list_sort(list_distinct(list_concat(
-            coalesce(ev.names, []), coalesce(od.names, []), coalesce(od.channels, [])
-        ))) AS channels,
-        coalesce(ev.n, 0) AS event_count,
-        coalesce(od.n, 0) AS order_count,
-        CAST(coalesce(od.spend, 0) AS DECIMAL(18, 2)) AS total_spend,
-        od.first_at AS first_order_at,
-        od.last_at AS last_order_at
-    FROM targets AS t
-    LEFT JOIN traits AS tr ON tr.profile_idx = t.profile_idx
-    LEFT JOIN ev ON ev.profile_idx = t.profile_idx
-    LEFT JOIN od ON od.profile_idx = t.profile_idx
-    ORDER BY t.profile_idx
+        b.first_seen,
+        b.last_seen,
+        coalesce(ch.channels, CAST([] AS VARCHAR[])) AS channels,
+        coalesce(b.event_count, 0) AS event_count,
+        coalesce(b.order_count, 0) AS order_count,
+        CAST(coalesce(b.spend, 0) AS DECIMAL(18, 2)) AS total_spend,
+        b.first_order_at,
+        b.last_order_at
+    FROM (SELECT profile_idx FROM profiles WHERE :targets) AS p
+    LEFT JOIN basics AS b ON b.profile_idx = p.profile_idx
+    LEFT JOIN traits AS tr ON tr.profile_idx = p.profile_idx
+    LEFT JOIN channels AS ch ON ch.profile_idx = p.profile_idx
+    ORDER BY p.profile_idx
     """,
     read="duckdb",
 )

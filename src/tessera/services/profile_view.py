@@ -355,7 +355,8 @@ def identities(
     for t, v, src, first, last, linked in rows:
         spec, last = rules.type_named(t), last if last is not None else computed.get((t, v))
         out.append(IdentityOut(type=t, value=v, label_zh=spec.label_zh, label_en=spec.label_en, source_id=src,
-                               source=_name(source_names, src), first_seen=first, last_seen=last, linked_at=linked))  # fmt: skip
+                               source=_name(source_names, src), first_seen=first, last_seen=last,
+                               linked_at=linked))  # fmt: skip
     out.sort(key=lambda i: (rules.rank(i.type), i.type, i.value))
     return out
 
@@ -418,26 +419,33 @@ def timeline(
     mid = exp.column("message_id", table="e")
     conds: list[exp.Expr] = [_in_obs(exp.column("identity_idx", table="e"))]
     params: list[Any] = [list(obs)]
+    if isinstance(before, datetime):
+        conds.append(ts < exp.Placeholder())
+        params.append(_naive_utc(before))
+    elif before:
+        ts_us, _, after_id = before.partition("|")
+        if not (ts_us.isdigit() and len(ts_us) <= 18 and after_id):
+            raise ProfileViewError("before", "not a cursor: pass next_before of the previous page")
+        key = exp.Tuple(expressions=[exp.func("epoch_us", ts), mid])
+        conds.append(exp.LT(this=key, expression=exp.Tuple(expressions=[exp.Placeholder(), exp.Placeholder()])))
+        params.extend([int(ts_us), after_id])
     if events:
-        names = [str(n) for n in events]
-        conds.append(exp.func("list_contains", exp.cast(exp.Placeholder(), "VARCHAR[]"), exp.column("name", table="n")))
-        params.append(names)
+        # names → dictionary codes first, so the scan filters on the integer column
+        codes = cur.execute(
+            "SELECT event_id FROM event_names WHERE list_contains(?::VARCHAR[], name)", [[str(n) for n in events]]
+        ).fetchall()
+        if not codes:
+            return Timeline(events=[], next_before=None)
+        conds.append(
+            exp.func("list_contains", exp.cast(exp.Placeholder(), "INTEGER[]"), exp.column("event_id", table="e"))
+        )
+        params.append([c[0] for c in codes])
     if since is not None:
         conds.append(ts >= exp.Placeholder())
         params.append(_naive_utc(since))
     if until is not None:
         conds.append(ts < exp.Placeholder())
         params.append(_naive_utc(until))
-    if isinstance(before, datetime):
-        conds.append(ts < exp.Placeholder())
-        params.append(_naive_utc(before))
-    elif before:
-        ts_us, _, after_id = before.partition("|")
-        if not ts_us.isdigit() or not after_id:
-            raise ProfileViewError("before", "not a cursor: pass next_before of the previous page")
-        key = exp.Tuple(expressions=[exp.func("epoch_us", ts), mid])
-        conds.append(exp.LT(this=key, expression=exp.Tuple(expressions=[exp.Placeholder(), exp.Placeholder()])))
-        params.extend([int(ts_us), after_id])
     query = (
         exp.select(*_TIMELINE_COLUMNS)
         .from_(exp.table_("events", alias="e"))
@@ -497,73 +505,59 @@ def search_profiles(
     kinds = rules.types if rules is not None else []
     phone_types = [t.name for t in kinds if t.kind == "phone"] or ["phone"]
     email_types = [t.name for t in kinds if t.kind == "email"] or ["email"]
-    matched: dict[int, list[str]] = {}
-
-    def collect(label: str, sql: str, params: list[Any]) -> None:
-        for (idx,) in cur.execute(sql, [*params, limit]).fetchall():
-            matched.setdefault(idx, []).append(label)
-
-    by_identifier = """SELECT i.profile_idx FROM profile_identifiers i JOIN profiles p USING (profile_idx)
-        WHERE list_contains(?::VARCHAR[], i.id_type) AND contains(i.id_value, ?)
-        GROUP BY i.profile_idx ORDER BY max(p.last_seen) DESC NULLS LAST, i.profile_idx LIMIT ?"""
     digits = re.sub(r"\D", "", q)
-    if _PHONE_QUERY.match(q) and len(digits) >= 2:
-        collect("phone", by_identifier, [phone_types, digits])
-    collect("email", by_identifier, [email_types, q.lower()])
-    collect(
-        "name",
-        """SELECT profile_idx FROM (
-             SELECT l.profile_idx FROM customers c JOIN identity_links l ON l.obs_idx = c.identity_idx
-             WHERE contains(lower(c.name), lower(?))
-             UNION
-             SELECT profile_idx FROM profile_attributes WHERE contains(lower(traits ->> '$.name'), lower(?))
-           ) WHERE profile_idx IS NOT NULL ORDER BY profile_idx LIMIT ?""",
-        [q, q],
-    )
-    collect("profile_id", "SELECT profile_idx FROM profiles WHERE profile_id = ? LIMIT ?", [q])
-    if not matched:
-        return []
-    idxs = list(matched)
-    info = {
-        r[0]: r[1:]
-        for r in cur.execute(
-            """SELECT p.profile_idx, p.profile_id, p.last_seen, a.traits ->> '$.name'
-               FROM profiles p LEFT JOIN profile_attributes a USING (profile_idx)
-               WHERE list_contains(?::INTEGER[], p.profile_idx)""",
-            [idxs],
-        ).fetchall()
-    }
-    names = dict(
-        cur.execute(
-            """SELECT l.profile_idx, min(c.name) FROM customers c JOIN identity_links l ON l.obs_idx = c.identity_idx
-               WHERE list_contains(?::INTEGER[], l.profile_idx) AND c.name IS NOT NULL GROUP BY l.profile_idx""",
-            [idxs],
-        ).fetchall()
-    )
-    held: dict[int, dict[str, list[str]]] = {}
-    for idx, id_type, value in cur.execute(
-        """SELECT profile_idx, id_type, id_value FROM profile_identifiers
-           WHERE list_contains(?::INTEGER[], profile_idx) AND list_contains(?::VARCHAR[], id_type)
-           ORDER BY id_value""",
-        [idxs, phone_types + email_types],
-    ).fetchall():
-        kind = "phones" if id_type in phone_types else "emails"
-        held.setdefault(idx, {"phones": [], "emails": []})[kind].append(value)
-    hits = [
+    phone_like = bool(_PHONE_QUERY.match(q)) and len(digits) >= 2
+    rows = cur.execute(
+        _SEARCH_SQL,
+        {"phone_like": phone_like, "digits": digits, "phone_types": phone_types, "email_types": email_types,
+         "q": q.lower(), "exact": q, "limit": limit},
+    ).fetchall()  # fmt: skip
+    order = ("phone", "email", "name", "profile_id")
+    return [
         ProfileHit(
-            profile_id=info[idx][0],
-            profile_idx=idx,
-            name=info[idx][2] or names.get(idx),
-            phones=held.get(idx, {}).get("phones", []),
-            emails=held.get(idx, {}).get("emails", []),
-            matched=labels,
-            last_seen=info[idx][1],
+            profile_idx=r[0],
+            profile_id=r[1],
+            last_seen=r[2],
+            matched=sorted(set(r[3]), key=order.index),
+            name=r[4],
+            phones=r[5] or [],
+            emails=r[6] or [],
         )
-        for idx, labels in matched.items()
-        if idx in info
+        for r in rows
     ]
-    hits.sort(key=lambda h: (-(h.last_seen.timestamp() if h.last_seen else float("-inf")), h.profile_idx))
-    return hits[:limit]
+
+
+#: Every way ``q`` can match, then the newest ``limit`` profiles with their names, phones and e-mails.
+_SEARCH_SQL = """
+WITH hits AS (
+    SELECT profile_idx, 'phone' AS matched FROM profile_identifiers
+    WHERE $phone_like AND list_contains($phone_types::VARCHAR[], id_type) AND contains(id_value, $digits)
+    UNION ALL
+    SELECT profile_idx, 'email' FROM profile_identifiers
+    WHERE list_contains($email_types::VARCHAR[], id_type) AND contains(id_value, $q)
+    UNION ALL
+    SELECT l.profile_idx, 'name' FROM customers c JOIN identity_links l ON l.obs_idx = c.identity_idx
+    WHERE contains(lower(c.name), $q)
+    UNION ALL
+    SELECT profile_idx, 'name' FROM profile_attributes WHERE contains(lower(traits ->> '$.name'), $q)
+    UNION ALL
+    SELECT profile_idx, 'profile_id' FROM profiles WHERE profile_id = $exact
+), top AS (
+    SELECT p.profile_idx, p.profile_id, p.last_seen, list(DISTINCT h.matched) AS matched
+    FROM hits h JOIN profiles p USING (profile_idx)
+    GROUP BY ALL ORDER BY p.last_seen DESC NULLS LAST, p.profile_idx LIMIT $limit
+)
+SELECT t.*,
+    coalesce(any_value(a.traits ->> '$.name'), min(c.name)),
+    list(DISTINCT i.id_value ORDER BY i.id_value) FILTER (WHERE list_contains($phone_types::VARCHAR[], i.id_type)),
+    list(DISTINCT i.id_value ORDER BY i.id_value) FILTER (WHERE list_contains($email_types::VARCHAR[], i.id_type))
+FROM top t
+LEFT JOIN profile_attributes a USING (profile_idx)
+LEFT JOIN profile_identifiers i ON i.profile_idx = t.profile_idx
+LEFT JOIN identity_links l ON l.profile_idx = t.profile_idx
+LEFT JOIN customers c ON c.identity_idx = l.obs_idx AND c.name IS NOT NULL
+GROUP BY ALL ORDER BY t.last_seen DESC NULLS LAST, t.profile_idx
+"""
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -8,6 +8,20 @@ from __future__ import annotations
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
+#: profile_identifiers since v3: no primary key, so that a rebuild can drop, reload and index it in bulk.
+PROFILE_IDENTIFIERS_DDL = (
+    """CREATE TABLE profile_identifiers (
+        id_type VARCHAR NOT NULL,
+        id_value VARCHAR NOT NULL,
+        profile_idx INTEGER NOT NULL,
+        source_id INTEGER,
+        first_seen TIMESTAMP,
+        last_seen TIMESTAMP,
+        linked_at TIMESTAMP
+    )""",
+    "CREATE UNIQUE INDEX profile_identifiers_key ON profile_identifiers (id_type, id_value)",
+)
+
 SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
     (
         1,
@@ -206,16 +220,7 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
             "DROP TABLE profile_identifiers",
             "DELETE FROM profiles",
             # No primary key: a rebuild reloads millions of rows, then builds the unique index in bulk.
-            """CREATE TABLE profile_identifiers (
-                id_type VARCHAR NOT NULL,
-                id_value VARCHAR NOT NULL,
-                profile_idx INTEGER NOT NULL,
-                source_id INTEGER,
-                first_seen TIMESTAMP,
-                last_seen TIMESTAMP,
-                linked_at TIMESTAMP
-            )""",
-            "CREATE UNIQUE INDEX profile_identifiers_key ON profile_identifiers (id_type, id_value)",
+            *PROFILE_IDENTIFIERS_DDL,
             "ALTER TABLE profiles ADD COLUMN anchor_type VARCHAR",
             "ALTER TABLE profiles ADD COLUMN anchor_value VARCHAR",
             "ALTER TABLE profiles ADD COLUMN created_seen TIMESTAMP",
