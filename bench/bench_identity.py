@@ -120,11 +120,12 @@ SELECT (SELECT count(*) FROM people)
 
 def connect(path: Path, threads: int | None) -> duckdb.DuckDBPyConnection:
     # The analytic store's own settings (AnalyticStore): checkpoint at 256 MB, UTC.
-    config: dict[str, Any] = {"checkpoint_threshold": "256MB", "enable_progress_bar": False}
+    config: dict[str, Any] = {"checkpoint_threshold": "256MB"}
     if threads:
         config["threads"] = threads
     con = duckdb.connect(str(path), config=config)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 

@@ -64,3 +64,17 @@ def test_migrations_go_down_and_up_again(store: OperationalStore) -> None:
     assert "sources" not in inspect(store.engine).get_table_names()
     upgrade(store.engine)
     assert {"sources", "api_tokens"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_identity_rules_are_saved_versioned_and_read_back(store: OperationalStore) -> None:
+    from tessera.domain.identity import default_rules
+    from tessera.services.identity_rules import get_rules, rules_version, save_rules
+
+    assert rules_version(store) == 0 and get_rules(store) == default_rules()
+    rules = default_rules()
+    rules.types[2].limit = 2
+    rules.blocked_values.append("门店电话")
+    assert save_rules(store, rules, now=datetime(2026, 11, 1, tzinfo=UTC)) == 1
+    assert save_rules(store, rules, now=datetime(2026, 11, 2, tzinfo=UTC)) == 2
+    got = get_rules(store)
+    assert got.types[2].limit == 2 and "门店电话" in got.blocked_values and rules_version(store) == 2

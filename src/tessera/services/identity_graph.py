@@ -233,7 +233,7 @@ def write_changes(
         try:
             cur.execute(
                 "INSERT INTO profile_identifiers (id_type, id_value, profile_idx, source_id, first_seen, last_seen, "
-                "linked_at) SELECT id_type, id_value, profile_idx, source_id, linked_at, linked_at, linked_at FROM _g_ids"
+                "linked_at) SELECT id_type, id_value, profile_idx, source_id, linked_at, NULL, linked_at FROM _g_ids"
             )
         finally:
             cur.unregister("_g_ids")

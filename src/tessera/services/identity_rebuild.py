@@ -284,13 +284,13 @@ def _write(
         cur.execute(PROFILE_IDENTIFIERS_DDL[0])
         cur.execute(
             """INSERT INTO profile_identifiers
-            SELECT c.id_type, c.id_value, p.profile_idx, l.source_id, f.first_seen, f.first_seen, f.first_seen
+            SELECT c.id_type, c.id_value, p.profile_idx, l.source_id, f.first_seen, NULL, f.first_seen
             FROM _rb_idcomp c JOIN _rb_clean_p2 p USING (comp)
             JOIN (SELECT id_type, id_value, min(first_seen) AS first_seen, arg_min(obs_idx, (first_seen, ids_key)) AS o
                   FROM _rb_obs_nodes GROUP BY id_type, id_value) f USING (id_type, id_value)
             JOIN identity_links l ON l.obs_idx = f.o
             UNION ALL
-            SELECT d.id_type, d.id_value, d.profile_idx, NULL, d.linked_at, d.linked_at, d.linked_at FROM _rb_dirty_ids d"""
+            SELECT d.id_type, d.id_value, d.profile_idx, NULL, d.linked_at, NULL, d.linked_at FROM _rb_dirty_ids d"""
         )
         cur.execute(PROFILE_IDENTIFIERS_DDL[1])
         cur.execute(

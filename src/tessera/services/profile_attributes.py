@@ -18,7 +18,7 @@ channels (source names of events and orders, and ``orders.channel``), event and 
 total spend (orders not cancelled or refunded), first and last order time.
 
 :func:`refresh_attributes` writes ``profile_attributes`` in bulk; :func:`compute_one` gives the
-same result live for one profile. Both run the one query :func:`_query` builds.
+same result live for one profile. Both run the one query :func:`_statement` builds.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ CUSTOMER_TRAIT_COLUMNS = (
 )  # fmt: skip
 #: Order statuses (compared case-insensitively) that do not count towards the total spend.
 EXCLUDED_STATUSES = ("cancelled", "refunded")
-#: Beyond this many observations, :func:`compute_one` lets the join filter events.
-_MAX_IN_LIST = 2000
 #: Whole sums below this (2^53) are stored as JSON integers.
 _EXACT_INT = 9_007_199_254_740_992
 
@@ -54,33 +52,45 @@ _COLUMNS = (
     "order_count", "total_spend", "first_order_at", "last_order_at",
 )  # fmt: skip
 
-# Filled in by :func:`_statement`: :targets (a condition on profile_idx), :obs (on the identity_idx
-# of a row table), :customer_traits (a struct of customer columns), :exact_int, :excluded; and the
-# functions trait_policy(key), source_rank(source_id), source_name(source_id), from the rules.
+# Filled in by :func:`_statement`: per scope, :targets (a condition on profile_idx) and :obs (on the
+# identity_idx of a row table); :customer_fields (the customer columns as key/value
+# pairs), :excluded, :exact_int; and the functions trait_policy(key), source_rank(source_id) and
+# source_name(source_id), from the rules and the source names.
 _TEMPLATE = sqlglot.parse_one(
     """
     WITH links AS (
         SELECT obs_idx, profile_idx FROM identity_links WHERE :targets
     ), linked AS NOT MATERIALIZED (
-        -- Every event (kind 0), order (1) and customer record (2) of the profiles; doc = its traits.
+        -- Every event (kind 0) and order (1) of the profiles; doc = an identify event's traits.
         -- The type test stays out of WHERE: a filter on identity_idx alone can use an index.
         SELECT l.profile_idx, 0 AS kind, e."timestamp" AS t, e.source_id,
-            CASE WHEN e.type = 'identify' THEN e.traits END AS doc,
-            CAST(NULL AS DECIMAL(18, 2)) AS total, CAST(NULL AS VARCHAR) AS status, CAST(NULL AS VARCHAR) AS channel
+            CAST(NULL AS DECIMAL(18, 2)) AS total, CAST(NULL AS VARCHAR) AS status, CAST(NULL AS VARCHAR) AS channel,
+            CASE WHEN e.type = 'identify' THEN e.traits END AS doc
         FROM events AS e JOIN links AS l ON l.obs_idx = e.identity_idx WHERE :obs
         UNION ALL
-        SELECT l.profile_idx, 1, o.ordered_at, o.source_id, NULL, o.total, o.status, o.channel
+        SELECT l.profile_idx, 1, o.ordered_at, o.source_id, o.total, o.status, o.channel, NULL
         FROM orders AS o JOIN links AS l ON l.obs_idx = o.identity_idx WHERE :obs
-        UNION ALL
-        SELECT l.profile_idx, 2, coalesce(c.updated_at, c.registered_at), c.source_id,
-            unnest([to_json(:customer_traits), c.attributes]), NULL, NULL, NULL
+    ), customer AS NOT MATERIALIZED (
+        SELECT l.profile_idx, c.*, coalesce(c.updated_at, c.registered_at) AS t
         FROM customers AS c JOIN links AS l ON l.obs_idx = c.identity_idx WHERE :obs
+    ), docs AS (
+        -- Trait objects: identify events and customers' attributes.
+        SELECT profile_idx, doc, t, source_id FROM linked WHERE doc IS NOT NULL
+        UNION ALL
+        SELECT profile_idx, attributes, t, source_id FROM customer
+    ), pairs AS (
+        -- (Kept apart: an unnest feeding the lateral json_each would make DuckDB join the docs back.)
+        SELECT d.profile_idx, j.key, j.value, j.type, d.t, d.source_id
+        FROM docs AS d, json_each(CASE WHEN json_type(d.doc) = 'OBJECT' THEN d.doc END) AS j
+        UNION ALL
+        SELECT profile_idx, f.key, f.value, json_type(f.value), t, source_id
+        FROM (SELECT profile_idx, unnest(:customer_fields) AS f, t, source_id FROM customer AS c)
     ), basics AS (
         SELECT profile_idx,
             count_if(kind = 0) AS event_count,
             count_if(kind = 1) AS order_count,
-            min(CASE WHEN kind < 2 THEN t END) AS first_seen,
-            max(CASE WHEN kind < 2 THEN t END) AS last_seen,
+            min(t) AS first_seen,
+            max(t) AS last_seen,
             min(CASE WHEN kind = 1 THEN t END) AS first_order_at,
             max(CASE WHEN kind = 1 THEN t END) AS last_order_at,
             sum(CASE WHEN kind = 1 AND (status IS NULL OR lower(status) NOT IN :excluded) THEN total END) AS spend
@@ -88,31 +98,34 @@ _TEMPLATE = sqlglot.parse_one(
     ), channels AS (
         SELECT profile_idx, list_sort(list(name)) AS channels
         FROM (
-            SELECT DISTINCT profile_idx, unnest([source_name(source_id), channel]) AS name FROM linked WHERE kind < 2
+            SELECT DISTINCT profile_idx, unnest([source_name(source_id), channel]) AS name
+            FROM (SELECT DISTINCT profile_idx, source_id, channel FROM linked)
         ) WHERE name IS NOT NULL GROUP BY profile_idx
     ), inputs AS (
-        SELECT d.profile_idx, j.key, j.value, d.t, trait_policy(j.key) AS policy, source_rank(d.source_id) AS rank,
-            CASE WHEN json_type(j.value) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
-                THEN TRY_CAST(json_extract_string(j.value, '$') AS DOUBLE) END AS num
-        FROM linked AS d, json_each(CASE WHEN json_type(d.doc) = 'OBJECT' THEN d.doc END) AS j
-        WHERE json_type(j.value) <> 'NULL'
-    ), merged AS (
+        SELECT profile_idx, key, value, type, t, trait_policy(key) AS policy, source_rank(source_id) AS rank
+        FROM pairs WHERE type <> 'NULL'
+    ), scored AS (
+        -- The value with the greatest sort key wins: (source rank, has a time, ±time, JSON text).
         SELECT profile_idx, key, policy,
-            max(struct_pack(
+            struct_pack(
                 p := CASE WHEN policy = 'source_priority' THEN -rank ELSE 0 END,
                 h := CASE WHEN t IS NULL THEN 0 ELSE 1 END,
                 e := coalesce(CASE WHEN policy = 'first' THEN -epoch_us(t) ELSE epoch_us(t) END, 0),
                 v := CAST(value AS VARCHAR)
-            )).v AS pick,
-            sum(CASE WHEN policy = 'sum' AND isfinite(num) THEN num END) AS total
-        FROM inputs GROUP BY profile_idx, key, policy
+            ) AS sort_key,
+            CASE WHEN policy = 'sum' AND type IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
+                THEN TRY_CAST(json_extract_string(value, '$') AS DOUBLE) END AS num
+        FROM inputs
+    ), merged AS (
+        SELECT profile_idx, key, policy, max(sort_key).v AS pick, sum(CASE WHEN isfinite(num) THEN num END) AS total
+        FROM scored GROUP BY profile_idx, key, policy
     ), traits AS (
         SELECT profile_idx, json_group_object(key, value) AS traits
         FROM (
             SELECT profile_idx, key, CASE
                 WHEN policy <> 'sum' THEN CAST(pick AS JSON)
-                WHEN total = trunc(total) AND abs(total) < :exact_int THEN to_json(CAST(total AS BIGINT))
-                ELSE to_json(total) END AS value
+                WHEN abs(total) < :exact_int AND total = trunc(total) THEN to_json(CAST(total AS BIGINT))
+                WHEN isfinite(total) THEN to_json(total) END AS value
             FROM merged
         ) WHERE value IS NOT NULL GROUP BY profile_idx
     )
@@ -154,6 +167,16 @@ class ProfileAttributes(BaseModel):
 
 
 # -- the query ---------------------------------------------------------------------------------
+#: (default policy, per-trait policies, source priority) and (source id, name) pairs: the cache keys.
+_Policies = tuple[TraitMerge, tuple[tuple[str, TraitMerge], ...], tuple[str, ...]]
+_Sources = tuple[tuple[int, str], ...]
+_Scope = Literal["all", "listed", "one"]
+
+
+def _param(name: str) -> exp.Expr:
+    return exp.Parameter(this=exp.var(name))
+
+
 def _case(subject: exp.Expr, cases: Mapping[Any, exp.Expr], default: exp.Expr) -> exp.Expr:
     """``CASE subject WHEN k THEN v … ELSE default END`` (just ``default`` when there are no cases)."""
     if not cases:
@@ -183,28 +206,27 @@ def _source_name(sources: _Sources, source_id: exp.Expr) -> exp.Expr:
     return _case(source_id, names, exp.cast(exp.null(), "VARCHAR"))
 
 
-def _customer_traits() -> exp.Expr:
-    return exp.Struct(
-        expressions=[
-            exp.PropertyEQ(this=exp.to_identifier(col), expression=exp.column(col, "c"))
-            for col in CUSTOMER_TRAIT_COLUMNS
-        ]
-    )
+def _customer_fields() -> exp.Expr:
+    """``[{key: 'name', value: to_json(c.name)}, …]``: the customer columns as trait key/value pairs."""
+
+    def field(col: str) -> exp.Expr:
+        return exp.Struct(
+            expressions=[
+                exp.PropertyEQ(this=exp.to_identifier("key"), expression=exp.Literal.string(col)),
+                exp.PropertyEQ(this=exp.to_identifier("value"), expression=exp.func("to_json", exp.column(col, "c"))),
+            ]
+        )
+
+    return exp.Array(expressions=[field(col) for col in CUSTOMER_TRAIT_COLUMNS])
 
 
-_Policies = tuple[TraitMerge, tuple[tuple[str, TraitMerge], ...], tuple[str, ...]]
-_Sources = tuple[tuple[int, str], ...]
-_Scope = Literal["all", "listed", "one"]
-
-
-def _param(name: str) -> exp.Expr:
-    return exp.Parameter(this=exp.var(name))
-
-
-#: Which profiles (a condition on ``profiles``) and which rows (on ``identity_idx``) each scope reads.
+_LISTED = exp.column("profile_idx").isin(
+    query=exp.select(exp.Unnest(expressions=[exp.cast(_param("ids"), "INTEGER[]")]))
+)
+#: Per scope: which profiles (a condition on ``profile_idx``) and which rows (on ``identity_idx``).
 _SCOPES: dict[_Scope, tuple[exp.Expr, exp.Expr]] = {
     "all": (exp.true(), exp.true()),
-    "listed": (exp.column("profile_idx").isin(query=exp.select("profile_idx").from_("_pa_targets")), exp.true()),
+    "listed": (_LISTED, exp.true()),
     # The profile's observations are read first: the row tables are filtered by them alone.
     "one": (
         exp.column("profile_idx").eq(_param("profile_idx")),
@@ -215,12 +237,13 @@ _SCOPES: dict[_Scope, tuple[exp.Expr, exp.Expr]] = {
 
 @lru_cache(maxsize=64)
 def _statement(scope: _Scope, policies: _Policies, sources: _Sources) -> str:
-    """The attributes query of ``one`` profile ($profile_idx, $obs), or the insert of the others ($now)."""
+    """The attributes query of ``one`` profile ($profile_idx, $obs), or the insert of ``all`` or the
+    ``listed`` ($ids) profiles ($now)."""
     targets, obs = _SCOPES[scope]
     values: dict[str, exp.Expr] = {
         "targets": targets,
         "obs": obs,
-        "customer_traits": _customer_traits(),
+        "customer_fields": _customer_fields(),
         "excluded": exp.Tuple(expressions=[exp.Literal.string(s) for s in EXCLUDED_STATUSES]),
         "exact_int": exp.Literal.number(_EXACT_INT),
     }
@@ -274,7 +297,10 @@ def _from_row(row: Sequence[Any]) -> ProfileAttributes:
 def compute_one(
     cur: duckdb.DuckDBPyConnection, *, profile_idx: int, rules: IdentityRules, source_names: Mapping[int, str]
 ) -> ProfileAttributes:
-    """The attributes of one profile, computed live (the 360° view); raises LookupError when it does not exist."""
+    """The attributes of one profile, computed live (the 360° view); raises LookupError when it does not exist.
+
+    Reads the profile's observations first, then only the rows whose ``identity_idx`` is one of them.
+    """
     rows = cur.execute(
         "SELECT l.obs_idx FROM profiles AS p LEFT JOIN identity_links AS l ON l.profile_idx = p.profile_idx "
         "WHERE p.profile_idx = $profile_idx",
@@ -314,20 +340,13 @@ def refresh_attributes(
     Old rows of those profiles are replaced; a listed profile that no longer exists loses its row
     (a full refresh drops the rows of every vanished profile). Runs in the caller's transaction.
     """
+    stamp = now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
     if profile_idxs is None:
         cur.execute("DELETE FROM profile_attributes").fetchall()
+        written = cur.execute(_sql("all", rules, source_names), {"now": stamp}).fetchall()
     else:
-        cur.execute(
-            "CREATE OR REPLACE TEMP TABLE _pa_targets AS SELECT DISTINCT unnest(CAST($ids AS INTEGER[])) AS profile_idx",
-            {"ids": [int(i) for i in profile_idxs]},
-        ).fetchall()
-        cur.execute(
-            "DELETE FROM profile_attributes WHERE profile_idx IN (SELECT profile_idx FROM _pa_targets)"
-        ).fetchall()
-    stamp = now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
-    written = cur.execute(
-        _sql("all" if profile_idxs is None else "listed", rules, source_names), {"now": stamp}
-    ).fetchall()
-    if profile_idxs is not None:
-        cur.execute("DROP TABLE IF EXISTS _pa_targets").fetchall()
+        ids = {"ids": sorted({int(i) for i in profile_idxs})}
+        delete = exp.delete("profile_attributes", where=_LISTED).sql("duckdb")
+        cur.execute(delete, ids).fetchall()
+        written = cur.execute(_sql("listed", rules, source_names), {"now": stamp, **ids}).fetchall()
     return int(written[0][0]) if written else 0
