@@ -24,6 +24,9 @@ TimelineLimit = Annotated[int, Query(ge=1, le=1000, description="events on the t
 OrdersLimit = Annotated[int, Query(ge=1, le=1000, description="latest orders shown")]
 Before = Annotated[str | None, Query(description="next_before of the previous page, or an ISO time")]
 Events = Annotated[list[str] | None, Query(description="keep only these event names (repeatable)")]
+LiveAttributes = Annotated[
+    bool, Query(description="compute attributes now instead of reading the stored ones (profile refresh)")
+]
 
 
 @contextmanager
@@ -41,10 +44,7 @@ def _reading(instance: Instance) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def _context(instance: Instance) -> tuple[IdentityRules, dict[int, str]]:
-    rules = get_rules(instance.operational)
-    with instance.operational.session() as s:
-        names = {x.id: x.name for x in sources_service.list_sources(session=s)}
-    return rules, names
+    return get_rules(instance.operational), sources_service.source_names(instance.operational)
 
 
 def _bad(exc: ProfileViewError) -> HTTPException:
@@ -86,10 +86,16 @@ def lookup(
     identifier: Annotated[str, Query(min_length=1, description="TYPE:VALUE, e.g. phone:13800138000")],
     timeline_limit: TimelineLimit = 50,
     orders_limit: OrdersLimit = 20,
+    live: LiveAttributes = False,
 ) -> Profile360:
     """The 360° view of the profile holding an identifier (normalised first: any phone format works)."""
     return _view(
-        instance, identifier=identifier, profile_id=None, timeline_limit=timeline_limit, orders_limit=orders_limit
+        instance,
+        identifier=identifier,
+        profile_id=None,
+        timeline_limit=timeline_limit,
+        orders_limit=orders_limit,
+        live_attributes=live,
     )
 
 
@@ -125,10 +131,16 @@ def show(
     instance: InstanceDep,
     timeline_limit: TimelineLimit = 50,
     orders_limit: OrdersLimit = 20,
+    live: LiveAttributes = False,
 ) -> Profile360:
     """The 360° view by profile id; a merged-away id answers the surviving profile (``redirected_from``)."""
     return _view(
-        instance, identifier=None, profile_id=profile_id, timeline_limit=timeline_limit, orders_limit=orders_limit
+        instance,
+        identifier=None,
+        profile_id=profile_id,
+        timeline_limit=timeline_limit,
+        orders_limit=orders_limit,
+        live_attributes=live,
     )
 
 

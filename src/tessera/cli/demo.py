@@ -170,6 +170,11 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
         load.import_files(instance, files, sources, now=now, on_done=on_done)
     timings["import"] = time.perf_counter() - started
     _done("导入 Imported", f"{len(plan)} files through the file importer", timings["import"])
+    started = time.perf_counter()
+    with console.status("画像 Computing profile attributes …"):
+        profiles = load.refresh_profiles(instance, now=now)
+    timings["attributes"] = time.perf_counter() - started
+    _done("画像 Profile attributes", f"{profiles:,} profiles", timings["attributes"])
     messages = live_messages(users=users, seed=seed, now=now, count=live) if live else []
     marker = load.Marker(users=users, seed=seed, generated_at=load.utc_iso(now), counts=dict(c), timings=timings)
     marker.write(instance.data_dir.root)

@@ -18,6 +18,7 @@ from rich.table import Table
 from tessera.cli.common import DataDirOption, console, fail, open_instance
 from tessera.services import identity_admin
 from tessera.services.identity_rules import RulesError, get_rules, parse_rules, rules_version, save_rules
+from tessera.services.sources import source_names
 
 identity_app = typer.Typer(help="OneID (身份识别): rules, rebuild, unmerge, merge log.", no_args_is_help=True)
 rules_app = typer.Typer(help="Identity rules (识别规则): types, priority, limits, block-list.", no_args_is_help=True)
@@ -120,6 +121,7 @@ def rebuild(
                 rules=get_rules(instance.operational),
                 now=instance.clock.now().replace(tzinfo=None),
                 reextract_links=reextract,
+                source_names=source_names(instance.operational),
             )
         report = vars(got)
     if as_json:

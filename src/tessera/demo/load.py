@@ -89,6 +89,16 @@ def import_files(
     return reports
 
 
+def refresh_profiles(instance: Instance, *, now: datetime) -> int:
+    """Compute every profile's stored attributes (traits after the merge policies, basics)."""
+    from tessera.services.profile_attributes import refresh_attributes
+    from tessera.services.sources import source_names
+
+    rules = get_rules(instance.operational)
+    with instance.analytic.transaction() as cur:
+        return refresh_attributes(cur, rules=rules, source_names=source_names(instance.operational), now=now)
+
+
 def send_live_in_process(
     instance: Instance, messages: list[dict[str, Any]], source: Source, *, batch_size: int = 100
 ) -> int:

@@ -8,6 +8,8 @@ and orders follow, because they point at observations, not at profiles.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +27,7 @@ from tessera.services.identity_sources import (
     entity_candidates,
     event_candidates,
 )
+from tessera.services.profile_attributes import refresh_attributes
 
 
 class IdentityError(ValueError):
@@ -196,11 +199,23 @@ def _relink(
 
 
 def rebuild_all(
-    cur: duckdb.DuckDBPyConnection, *, rules: IdentityRules, now: datetime, reextract_links: bool = False
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    rules: IdentityRules,
+    now: datetime,
+    reextract_links: bool = False,
+    source_names: Mapping[int, str] | None = None,
 ) -> identity_rebuild.RebuildReport:
+    """Rebuild (after re-extracting, when asked); then refresh every profile's stored attributes
+    when ``source_names`` is given (events may now belong to other profiles)."""
     if reextract_links:
         reextract(cur, rules=rules, now=now)
-    return identity_rebuild.rebuild(cur, rules=rules, now=now)
+    report = identity_rebuild.rebuild(cur, rules=rules, now=now)
+    if source_names is not None:
+        started = time.perf_counter()
+        refresh_attributes(cur, rules=rules, source_names=source_names, now=now)
+        report.seconds["attributes"] = round(time.perf_counter() - started, 3)
+    return report
 
 
 def recent_log(

@@ -179,6 +179,9 @@ class Profile360(BaseModel):
     profile: ProfileCore
     redirected_from: str | None = Field(None, description="the merged-away profile id that was asked for")
     attributes: ProfileAttributesOut
+    attributes_as_of: datetime | None = Field(
+        None, description="when the stored attributes were computed; null = computed live for this answer"
+    )
     identities: list[IdentityOut]
     consents: list[dict[str, Any]] = Field(default_factory=list, description="consents (同意); filled later")
     tags: list[dict[str, Any]] = Field(default_factory=list, description="tags (标签); filled later")
@@ -257,10 +260,22 @@ def normalised_identifier(rules: IdentityRules, text: str) -> tuple[str, str]:
 
 
 def _by_identifier(cur: duckdb.DuckDBPyConnection, id_type: str, value: str) -> ProfileRef | None:
+    # Literals (quoted by SQLGlot), not parameters: DuckDB uses the unique index only for constants.
+    lookup = (
+        exp.select("profile_idx")
+        .from_("profile_identifiers")
+        .where(
+            exp.and_(
+                exp.column("id_type").eq(exp.Literal.string(id_type)),
+                exp.column("id_value").eq(exp.Literal.string(value)),
+            )
+        )
+    )
+    found = cur.execute(lookup.sql("duckdb")).fetchall()
+    if not found:
+        return None
     rows = cur.execute(
-        """SELECT p.profile_idx, p.profile_id FROM profile_identifiers i JOIN profiles p USING (profile_idx)
-           WHERE i.id_type = ? AND i.id_value = ?""",
-        [id_type, value],
+        "SELECT profile_idx, profile_id FROM profiles WHERE profile_idx = ?", [int(found[0][0])]
     ).fetchall()
     return ProfileRef(profile_idx=rows[0][0], profile_id=rows[0][1]) if rows else None
 
@@ -281,9 +296,16 @@ def profile_360(
     until: datetime | None = None,
     orders_limit: int = 20,
     history_limit: int = 100,
+    live_attributes: bool = False,
 ) -> Profile360:
-    """Everything about one profile; the timeline is its first page (``timeline`` pages on)."""
-    from tessera.services.profile_attributes import compute_one
+    """Everything about one profile; the timeline is its first page (``timeline`` pages on).
+
+    Attributes come from ``profile_attributes`` (refreshed by ``tessera profile refresh``, after a
+    rebuild and after the demo loads) when the profile has a row there; computed live otherwise,
+    when ``live_attributes`` is set or the newest event or order on the page is newer than them;
+    ``attributes_as_of`` says which (null = live).
+    """
+    from tessera.services.profile_attributes import compute_one, read_attributes
 
     row = cur.execute(
         """SELECT profile_id, profile_idx, created_at, first_seen, last_seen, anchor_type, anchor_value
@@ -295,16 +317,31 @@ def profile_360(
     core = ProfileCore(**dict(zip(ProfileCore.model_fields, row[0], strict=True)))
     idx, pid = core.profile_idx, core.profile_id
     obs = observations(cur, profile_idx=idx)
-    attrs = compute_one(cur, profile_idx=idx, rules=rules, source_names=source_names)
     ids = identities(cur, profile_idx=idx, rules=rules, source_names=source_names, obs=obs)
     page = timeline(cur, obs=obs, source_names=source_names, limit=timeline_limit, before=before, events=events,
                     since=since, until=until)  # fmt: skip
+    latest_orders = orders(cur, obs=obs, source_names=source_names, limit=orders_limit)
+    # Stored attributes unless asked for live ones or something newer than them is on the page.
+    as_of = None
+    stored = None
+    unfiltered = before is None and not events and since is None and until is None
+    if not live_attributes and unfiltered:
+        got = cur.execute("SELECT updated_at FROM profile_attributes WHERE profile_idx = ?", [idx]).fetchall()
+        newest = [e.timestamp for e in page.events[:1]] + [o.ordered_at for o in latest_orders[:1]]
+        if got and got[0][0] is not None:
+            as_of = got[0][0].replace(tzinfo=UTC)
+            if all(n is None or _naive_utc(n) <= got[0][0] for n in newest):
+                stored = read_attributes(cur, profile_idx=idx)
+    if stored is None:
+        as_of = None
+    attrs = stored or compute_one(cur, profile_idx=idx, rules=rules, source_names=source_names)
     return Profile360(
         profile=core,
         redirected_from=ref.redirected_from,
         attributes=ProfileAttributesOut.model_validate(attrs.model_dump()),
+        attributes_as_of=as_of,
         identities=ids,
-        orders=orders(cur, obs=obs, source_names=source_names, limit=orders_limit),
+        orders=latest_orders,
         timeline=page,
         merge_history=merge_history(cur, profile_id=pid, identities=ids, limit=history_limit),
     )

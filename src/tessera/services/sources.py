@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tessera.stores.models import SourceRow
+from tessera.stores.operational import OperationalStore
 
 #: Channel kinds seen in the seeds; any other lowercase word is accepted too.
 KNOWN_KINDS = (
@@ -82,3 +83,9 @@ def source_for_key(*, session: Session, write_key: str) -> Source | None:
     if row is None or row.disabled:
         return None
     return _to_source(row)
+
+
+def source_names(store: OperationalStore) -> dict[int, str]:
+    """source id → name, for reports that show where something came from."""
+    with store.session() as s:
+        return {x.id: x.name for x in list_sources(session=s)}
