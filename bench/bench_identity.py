@@ -19,6 +19,7 @@ the part of a rebuild the issue's hint says must dominate.
 from __future__ import annotations
 
 import argparse
+import inspect
 import multiprocessing
 import os
 import resource
@@ -251,7 +252,8 @@ def main() -> None:
     if path.exists():
         raise SystemExit(f"{path} exists: give --keep an empty directory")
     try:
-        print(f"{os.cpu_count()} cores, {load()}; DuckDB {duckdb.__version__}, threads {args.threads or 'default'}")
+        print(f"{os.cpu_count()} cores, {load()}; DuckDB {duckdb.__version__}, threads {args.threads or 'default'}; "
+              f"timing {inspect.getsourcefile(rebuild)}")  # fmt: skip
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             info = pool.apply(generate, (path, args.identifiers, args.seed, args.threads))
         print(

@@ -82,6 +82,8 @@ class Graph:
         suppressed: Iterable[Identifier] = (),
     ) -> None:
         self.rules = rules
+        self._rank = {t.name: i for i, t in enumerate(rules.types)}
+        self._limit = {t.name: t.limit for t in rules.types}
         self.new_idx = new_idx
         self.taken = taken
         #: anchor → (profile_idx, profile_id) to reuse when that anchor creates a profile again.
@@ -115,8 +117,8 @@ class Graph:
     # -- resolving ---------------------------------------------------------------------------
     def resolve(self, obs: Observation) -> int | None:
         """Apply one observation; returns the profile it belongs to (None when it has no identifiers)."""
-        rank = self.rules.rank
-        ids = sorted(set(obs.ids), key=lambda i: (rank(i[0]), i))
+        ranks, other = self._rank, len(self._rank)
+        ids = sorted(set(obs.ids), key=lambda i: (ranks.get(i[0], other), i))
         if len(ids) > 1:
             for ident in [i for i in ids if i in self.suppressed]:
                 ids.remove(ident)
@@ -170,6 +172,8 @@ class Graph:
         (None when it would not)."""
         if len(profiles) <= 1 and not fresh:
             return None
+        if not profiles and len(fresh) == 1:
+            return None  # one new identifier on its own never breaks a limit
         counts: dict[str, int] = {}
         for ident in fresh:
             counts[ident[0]] = counts.get(ident[0], 0) + 1
@@ -188,7 +192,7 @@ class Graph:
                     1 for i, linked in self.profiles[p].ids.items() if i[0] == t and (since is None or linked >= since)
                 )
             total = held + counts.get(t, 0)
-            limit = self.rules.limit(t)
+            limit = self._limit.get(t) or self.rules.limit(t)
             if total > limit:
                 over.add(t)
                 if reason is None:
@@ -230,6 +234,18 @@ class Graph:
         obs: Observation,
     ) -> None:
         self.log.append(LogEntry(action, profile_id, other, ident, reason, obs.origin, obs.seen_at))
+
+    def renumber(self, real: Callable[[int], int]) -> None:
+        """Replace provisional (negative) profile indexes by their real numbers."""
+        self.profiles = {real(i): p for i, p in self.profiles.items()}
+        for p in self.profiles.values():
+            p.idx = real(p.idx)
+        self.owner = {k: real(v) for k, v in self.owner.items()}
+        self.merged = {real(k): real(v) for k, v in self.merged.items()}
+        self.removed = {real(k): v for k, v in self.removed.items()}
+        for p in self.removed.values():
+            p.idx = real(p.idx)
+        self.created = {real(i) for i in self.created}
 
     def survivor_of(self, idx: int) -> int:
         return self.merged.get(idx, idx)

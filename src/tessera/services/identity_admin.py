@@ -94,7 +94,8 @@ def unmerge(
         (int(r[0]), Observation(key=r[1], ids=identity.split_key(r[1]), seen_at=int(r[2]), origin=r[3])) for r in rows
     ]
     anchor = cur.execute("SELECT anchor_type, anchor_value FROM profiles WHERE profile_idx = ?", [idx]).fetchall()[0]
-    graph = Graph(rules, new_idx=identity._new_idx(cur), reuse={(anchor[0], anchor[1]): (idx, pid)})
+    provisional = identity.ProvisionalIdx()
+    graph = Graph(rules, new_idx=provisional, reuse={(anchor[0], anchor[1]): (idx, pid)})
     loaded = identity_graph.Loaded()
     everything = {i for _, o in observations for i in o.ids}
     identity_graph.load_for(cur, graph, everything, loaded)
@@ -106,6 +107,9 @@ def unmerge(
     base_taken = graph.taken
     graph.taken = lambda p: p != pid and base_taken(p)
     resolved = [(obs_idx, graph.resolve(o)) for obs_idx, o in observations]
+    real = provisional.settle(cur)
+    graph.renumber(real)
+    resolved = [(obs_idx, real(p) if p is not None else None) for obs_idx, p in resolved]
     identity_graph.write_changes(cur, graph, loaded, id_sources={}, now=now)
     cur.register(
         "_um_obs",
