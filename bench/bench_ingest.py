@@ -4,8 +4,10 @@ The server runs in its own process (`tessera serve` on a fresh data dir); this p
 gzip'd 100-event batches over loopback from several concurrent connections, like real clients.
 Baseline, in this same process: the obvious durable way — parse each batch and INSERT it into
 DuckDB with a commit per request (what a server without a log would have to do before a 200).
+The loader links every message's identifiers (OneID) as it stores them; ``--ids`` picks the
+identity mix (see ``identity_of``).
 
-    .venv/bin/python bench/bench_ingest.py [--events 300000] [--concurrency 16]
+    .venv/bin/python bench/bench_ingest.py [--events 300000] [--concurrency 16] [--ids people|shared]
 """
 
 from __future__ import annotations
@@ -37,19 +39,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_batches(n_events: int, size: int = 100) -> list[bytes]:
+def identity_of(k: int, ids: str) -> tuple[str | None, str]:
+    """(userId, anonymousId) of the k-th event.
+
+    ``people`` (default): 50,000 members, each on one or two devices of their own, a third of the
+    events sent before signing in (anonymous only) — what OneID sees from real clients.
+    ``shared``: the Foundation step's ids, member k % 50,000 on device k % 80,000 — every device
+    shared by five members and every member on eight devices, so that nearly every message is a
+    new conflicting identity (a stress test of linking, not a realistic stream).
+    """
+    if ids == "shared":
+        return f"member-{k % 50_000}", f"anon-{k % 80_000}"
+    member = (k * 7919) % 50_000
+    device = f"anon-{member}-{(k // 50_000) % 2}"
+    return (None if k % 3 == 0 else f"member-{member}"), device
+
+
+def make_batches(n_events: int, size: int = 100, ids: str = "people") -> list[bytes]:
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     batches = []
     for b in range(n_events // size):
         msgs = []
         for i in range(size):
             k = b * size + i
+            user_id, anonymous_id = identity_of(k, ids)
             msgs.append(
                 {
                     "type": "track",
                     "event": ("Product Viewed", "Product Added", "Order Completed")[k % 3],
-                    "userId": f"member-{k % 50_000}",
-                    "anonymousId": f"anon-{k % 80_000}",
+                    "userId": user_id,
+                    "anonymousId": anonymous_id,
                     "messageId": str(uuid.uuid4()),
                     "timestamp": now,
                     "properties": {"product_id": f"SKU{k % 500}", "price": 299.0, "revenue": 299.0, "城市": "杭州"},
@@ -123,6 +142,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=300_000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--ids", choices=["people", "shared"], default="people", help="identity mix (see identity_of)")
     ap.add_argument("--baseline-events", type=int, default=20_000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tessera-bench-ingest-"))
@@ -143,7 +163,7 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        bodies = make_batches(args.events)
+        bodies = make_batches(args.events, ids=args.ids)
         asyncio.run(send_all(url, key, bodies[:50], 4))  # warm up
         cpu0 = time.process_time()
         elapsed, lat = asyncio.run(send_all(url, key, bodies, args.concurrency))

@@ -125,6 +125,14 @@ def store_entities(
         fields = [*fields, numbered[0]]
     rows, in_file = _good_rows(cur, kind.key, fields, keep_last=True, numbered=numbered)
     counts = StoreCounts(duplicate=in_file)
+    if kind.name in ("customers", "orders"):
+        # OneID first: the rows' observation becomes one more field, stored (and compared) with them.
+        linked = _link_entities(
+            cur, kind=kind, rows=rows, fields=fields, import_id=import_id, source_id=source_id, now=now, rules=rules
+        )
+        if linked is not None:
+            counts.identity, rows = linked, "_imp_rows_id"
+            fields = [*fields, "identity_idx"]
     stamp: dict[str, exp.Expr] = {"import_id": lit(import_id)}
     if kind.has_updated_at:
         stamp["updated_at"] = _ts(now)
@@ -197,10 +205,6 @@ def store_entities(
     if fresh is not None:
         insert = exp.insert(fresh, exp.to_table(table), columns=[*fields, *stamp])
         counts.stored = _count(cur, insert.sql("duckdb"))
-    if kind.name in ("customers", "orders"):
-        counts.identity = _link_entities(
-            cur, kind=kind, rows=rows, fields=fields, import_id=import_id, source_id=source_id, now=now, rules=rules
-        )
     return counts
 
 
@@ -220,10 +224,11 @@ def _link_entities(
     source_id: int | None,
     now: datetime,
     rules: IdentityRules,
-) -> identity.LinkStats:
+) -> identity.LinkStats | None:
+    """Link the rows' identifiers; ``_imp_rows_id`` = the rows plus their ``identity_idx``."""
     columns = CUSTOMER_ID_COLUMNS if kind.name == "customers" else ORDER_ID_COLUMNS
     if not any(c in fields for c in columns):
-        return identity.LinkStats()
+        return None
     time_col = "registered_at" if kind.name == "customers" else "ordered_at"
     seen = exp.func("coalesce", col(time_col), _ts(now)) if time_col in fields else _ts(now)
     candidates = entity_candidates(
@@ -236,20 +241,13 @@ def _link_entities(
         origin=_origin(import_id),
     )
     stats = identity.link(cur, candidates, rules=rules, now=now)
-    key = kind.key[0]
-    stamp = exp.update(
-        kind.table,
-        {"identity_idx": exp.column("obs_idx", table="r")},
-        where=exp.column(key, table=kind.table, quoted=True).eq(exp.column(key, table="r", quoted=True)),
-        from_=exp.From(
-            this=exp.select(col(key), exp.column("obs_idx", table="m"))
-            .from_(exp.alias_(exp.to_table(rows), "r0"))
-            .join(exp.alias_(exp.to_table(identity.ROWS_TABLE), "m"),
-                  on=exp.column("row_key", table="m").eq(exp.column(ROW, table="r0", quoted=True)))
-            .subquery("r")
-        ),
+    with_idx = (
+        exp.select(exp.Star(), exp.column("obs_idx", table="m").as_("identity_idx"))
+        .from_(exp.alias_(exp.to_table(rows), "r"))
+        .join(exp.alias_(exp.to_table(identity.ROWS_TABLE), "m"),
+              on=exp.column("row_key", table="m").eq(exp.column(ROW, table="r", quoted=True)), join_type="LEFT")
     )  # fmt: skip
-    cur.execute(stamp.sql("duckdb"))
+    cur.execute(_temp("_imp_rows_id", with_idx))
     cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
     return stats
 

@@ -164,13 +164,15 @@ def link(
         """UPDATE identity_links SET first_seen = k.first_seen FROM _id_known k
         WHERE identity_links.obs_idx = k.obs_idx AND k.first_seen < k.stored_first"""
     )
+    if resolve:
+        stats.profiles_created += _create_isolated(cur, rules=rules, now=now)
     novel = cur.execute(
         """SELECT o.key_hash, o.ids_key, epoch_us(o.first_seen), o.source_id, o.origin FROM _id_obs o
         ANTI JOIN _id_known k USING (key_hash) ORDER BY o.first_seen, o.ids_key"""
     ).fetchall()
     counts = cur.execute("SELECT count(*), coalesce(sum(n_rows), 0) FROM _id_obs").fetchall()[0]
     stats.observations, stats.rows = int(counts[0]), int(counts[1])
-    stats.new_observations = len(novel)
+    stats.new_observations = len(novel) + stats.profiles_created
     new_rows = _resolve(cur, novel, rules=rules, now=now, run=run, stats=stats, resolve=resolve) if novel else None
     known = "SELECT key_hash, obs_idx FROM _id_known"
     if new_rows is not None:
@@ -187,6 +189,86 @@ def link(
     for name in ("_id_cand", "_id_rows", "_id_obs", "_id_known"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
     return stats
+
+
+def _create_isolated(cur: duckdb.DuckDBPyConnection, *, rules: IdentityRules, now: datetime) -> int:
+    """New profiles for new observations that touch nothing: none of their identifiers is stored,
+    suppressed or in another new observation of the batch, and they are within every limit.
+
+    Vectorised; exactly what :meth:`Graph.resolve` would do with them (a profile holding all their
+    identifiers, anchored by the top-priority one), so only the rest goes through Python. Marks
+    them known (``_id_known``) for the caller.
+    """
+    names = [t.name for t in rules.types]
+    cur.register(
+        "_id_rules",
+        pa.table({"id_type": pa.array(names, pa.string()), "lim": pa.array([t.limit for t in rules.types], pa.int64()),
+                  "rank": pa.array(range(len(names)), pa.int64())}),
+    )  # fmt: skip
+    try:
+        cur.execute(
+            """CREATE OR REPLACE TEMP TABLE _id_mem AS
+            SELECT n.key_hash, split_part(x, ':', 1) AS id_type, x[length(split_part(x, ':', 1)) + 2:] AS id_value
+            FROM (SELECT o.* FROM _id_obs o ANTI JOIN _id_known k USING (key_hash)) n,
+                 unnest(string_split(n.ids_key, chr(31))) AS t(x)"""
+        )
+        cur.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _id_iso AS
+            WITH bad AS (
+                SELECT m.key_hash FROM _id_mem m JOIN profile_identifiers p USING (id_type, id_value)
+                UNION SELECT m.key_hash FROM _id_mem m JOIN identity_suppressions s USING (id_type, id_value)
+                UNION SELECT m.key_hash FROM _id_mem m
+                      JOIN (SELECT id_type, id_value FROM _id_mem GROUP BY ALL HAVING count(*) > 1) USING (id_type, id_value)
+                UNION SELECT key_hash FROM (SELECT key_hash, id_type, count(*) AS k FROM _id_mem GROUP BY ALL) c
+                      LEFT JOIN _id_rules r USING (id_type) WHERE c.k > coalesce(r.lim, {int(rules.custom_type_limit)})),
+            anchored AS (
+                SELECT m.key_hash,
+                       arg_min(m.id_type, (coalesce(r.rank, {len(names)}), m.id_type, m.id_value)) AS anchor_type,
+                       arg_min(m.id_value, (coalesce(r.rank, {len(names)}), m.id_type, m.id_value)) AS anchor_value
+                FROM _id_mem m LEFT JOIN _id_rules r USING (id_type)
+                WHERE m.key_hash NOT IN (SELECT key_hash FROM bad) GROUP BY m.key_hash)
+            SELECT a.*, 'p_' || substr(md5(a.anchor_type || ':' || a.anchor_value), 1, 20) AS profile_id
+            FROM anchored a"""  # noqa: S608 - integers from validated rules
+        )
+        cur.execute(
+            """CREATE OR REPLACE TEMP TABLE _id_iso2 AS
+            SELECT i.*, o.ids_key, o.first_seen, o.source_id, o.origin,
+                   nextval('profile_idx_seq')::INTEGER AS profile_idx, nextval('identity_link_seq') AS obs_idx
+            FROM _id_iso i JOIN _id_obs o USING (key_hash)
+            WHERE i.profile_id NOT IN (SELECT profile_id FROM profiles)"""
+        )
+        created = int(cur.execute("SELECT count(*) FROM _id_iso2").fetchall()[0][0])
+        if created:
+            cur.execute(
+                """INSERT INTO profiles (profile_idx, profile_id, created_at, first_seen, last_seen, traits, anchor_type,
+                                         anchor_value, created_seen, created_key)
+                SELECT profile_idx, profile_id, ?, first_seen, first_seen, NULL, anchor_type, anchor_value, first_seen,
+                       ids_key FROM _id_iso2""",
+                [now],
+            )
+            cur.execute("DELETE FROM profile_redirects WHERE profile_id IN (SELECT profile_id FROM _id_iso2)")
+            cur.execute(
+                """INSERT INTO profile_identifiers (id_type, id_value, profile_idx, source_id, first_seen, last_seen,
+                                                   linked_at)
+                SELECT m.id_type, m.id_value, i.profile_idx, i.source_id, i.first_seen, NULL, i.first_seen
+                FROM _id_iso2 i JOIN _id_mem m USING (key_hash)"""
+            )
+            cur.execute(
+                """INSERT INTO identity_links (obs_idx, key_hash, ids_key, ids, first_seen, source_id, origin, profile_idx)
+                SELECT obs_idx, key_hash, ids_key,
+                       list_transform(string_split(ids_key, chr(31)), lambda x: {'id_type': split_part(x, ':', 1),
+                                      'id_value': x[length(split_part(x, ':', 1)) + 2:]}),
+                       first_seen, source_id, origin, profile_idx
+                FROM _id_iso2"""
+            )
+            cur.execute(
+                "INSERT INTO _id_known SELECT key_hash, obs_idx, first_seen AS stored_first, first_seen FROM _id_iso2"
+            )
+    finally:
+        cur.unregister("_id_rules")
+        for name in ("_id_mem", "_id_iso", "_id_iso2"):
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+    return created
 
 
 def _record_rejections(cur: duckdb.DuckDBPyConnection) -> int:

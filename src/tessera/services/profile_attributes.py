@@ -230,7 +230,10 @@ _SCOPES: dict[_Scope, tuple[exp.Expr, exp.Expr]] = {
     # The profile's observations are read first: the row tables are filtered by them alone.
     "one": (
         exp.column("profile_idx").eq(_param("profile_idx")),
-        exp.func("list_contains", _param("obs"), exp.column("identity_idx")),
+        exp.In(
+            this=exp.column("identity_idx"),
+            query=exp.select(exp.Unnest(expressions=[_param("obs")])).subquery(),
+        ),
     ),
 }
 

@@ -354,8 +354,10 @@ def observations(cur: duckdb.DuckDBPyConnection, *, profile_idx: int) -> list[in
 
 
 def _in_obs(column: exp.Expr) -> exp.Expr:
-    """``column`` is one of the observations bound as the list parameter at this place."""
-    return exp.func("list_contains", exp.cast(exp.Placeholder(), "BIGINT[]"), column)
+    """``column`` is one of the observations bound as the list parameter at this place (an IN
+    over the unnested list: DuckDB turns it into a hash probe inside the scan)."""
+    values = exp.select(exp.Unnest(expressions=[exp.cast(exp.Placeholder(), "BIGINT[]")]))
+    return exp.In(this=column, query=values.subquery())
 
 
 def identities(
@@ -381,7 +383,7 @@ def identities(
                 """SELECT u.id_type, u.id_value, max(last) FROM (
                      SELECT unnest(l.ids) AS u, x.last
                      FROM (SELECT identity_idx, max("timestamp") AS last FROM events
-                           WHERE list_contains(?::BIGINT[], identity_idx) GROUP BY identity_idx) x
+                           WHERE identity_idx IN (SELECT unnest(?::BIGINT[])) GROUP BY identity_idx) x
                      JOIN identity_links l ON l.obs_idx = x.identity_idx
                      WHERE list_contains(?::BIGINT[], l.obs_idx)
                    ) GROUP BY ALL""",
@@ -407,7 +409,7 @@ def orders(
         return []
     rows = cur.execute(
         """SELECT order_id, ordered_at, status, channel, store_id, source_id, total, discount, currency, coupon_code
-           FROM orders WHERE list_contains(?::BIGINT[], identity_idx)
+           FROM orders WHERE identity_idx IN (SELECT unnest(?::BIGINT[]))
            ORDER BY ordered_at DESC, order_id LIMIT ?""",
         [list(obs), limit],
     ).fetchall()
