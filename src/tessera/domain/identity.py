@@ -184,7 +184,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _strip(value: str) -> str:
-    value = unicodedata.normalize("NFKC", value).strip()
+    # ASCII is its own NFKC form: skip the normalisation for the common case.
+    value = value.strip() if value.isascii() else unicodedata.normalize("NFKC", value).strip()
     if not value:
         raise Rejected("empty")
     if len(value) > _MAX_VALUE:
@@ -197,8 +198,31 @@ def _strip(value: str) -> str:
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
+_CN_MOBILE = re.compile(r"(?:\+?86|0086)?(1[3-9]\d{9})")
+_PUNCT = str.maketrans("", "", " -()")
+
+
 def normalise_phone(value: str, region: str) -> str:
     """E.164 (``+8613800138000``); raises :class:`Rejected` for what is not a valid number."""
+    digits = value.translate(_PUNCT)
+    mobile = _CN_MOBILE.fullmatch(digits) if (region == "CN" or digits.startswith(("+86", "0086"))) else None
+    if mobile is not None:
+        # A Chinese mobile number: valid or not by its first digits (phonenumbers' ranges, memoised).
+        national = mobile.group(1)
+        if not _cn_mobile_prefix_valid(national[:5]):
+            raise Rejected("not a valid phone number")
+        return "+86" + national
+    return _parse_phone(value, region)
+
+
+@lru_cache(maxsize=100_000)
+def _cn_mobile_prefix_valid(prefix: str) -> bool:
+    """Whether Chinese mobile numbers starting with these 5 digits are valid: phonenumbers' CN
+    mobile ranges are decided by at most the first five digits (``1740[0-5]``), the rest is free."""
+    return all(phonenumbers.is_valid_number(phonenumbers.parse(prefix + tail, "CN")) for tail in ("000000", "999999"))
+
+
+def _parse_phone(value: str, region: str) -> str:
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as exc:
@@ -231,16 +255,18 @@ def normalise(rules: IdentityRules, id_type: str, raw: object) -> str:
 
 def blocked(rules: IdentityRules, value: str) -> bool:
     """Whether ``value`` (normalised) is on the block-list."""
-    values, patterns = _block_list(rules)
+    values, pattern = _block_list(rules)
     low = value.lower()
-    return low in values or any(p.fullmatch(low) for p in patterns)
+    return low in values or (pattern is not None and pattern.fullmatch(low) is not None)
 
 
 @lru_cache(maxsize=64)
-def _block_list(rules: IdentityRules) -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+def _block_list(rules: IdentityRules) -> tuple[frozenset[str], re.Pattern[str] | None]:
+    """The blocked values, and the patterns as one alternation (one match per value)."""
+    pattern = "|".join(f"(?:{p})" for p in rules.blocked_patterns)
     return (
         frozenset(v.strip().lower() for v in rules.blocked_values),
-        tuple(re.compile(p, re.IGNORECASE) for p in rules.blocked_patterns),
+        re.compile(pattern, re.IGNORECASE) if pattern else None,
     )
 
 

@@ -109,6 +109,8 @@ def link(
 ) -> LinkStats:
     """Link the identifiers of a batch of rows; leaves ``_identity_rows(row_key, obs_idx)``.
 
+    The candidates of one row share its ``seen_at``, ``source_id`` and ``origin``.
+
     ``resolve=False`` only records the new observations (profile left empty), for a rebuild to resolve.
     """
     norm = normaliser if normaliser is not None and normaliser.rules is rules else Normaliser(rules)
@@ -138,8 +140,8 @@ def link(
         cur.execute(
             f"""CREATE OR REPLACE TEMP TABLE _id_rows AS
             SELECT row_key, seen_at, source_id, origin, ids_key, md5_number(ids_key) AS key_hash FROM (
-                SELECT c.row_key, min(c.seen_at) AS seen_at, arg_min(c.source_id, c.seen_at) AS source_id,
-                       arg_min(c.origin, c.seen_at) AS origin,
+                SELECT c.row_key, any_value(c.seen_at) AS seen_at, any_value(c.source_id) AS source_id,
+                       any_value(c.origin) AS origin,
                        array_to_string(list_sort(list_distinct(list(n.id_type || ':' || n.id_value))),
                                        chr({ord(KEY_SEPARATOR)})) AS ids_key
                 FROM _id_cand c JOIN _id_norm n ON n.id_type = c.id_type AND n.raw = c.raw
