@@ -155,10 +155,7 @@ class Graph:
                 target.ids[ident] = linked
                 self.owner[ident] = survivor
             self.removed[loser_idx] = loser
-            self.merged[loser_idx] = survivor
-            for k, v in list(self.merged.items()):
-                if v == loser_idx:
-                    self.merged[k] = survivor
+            self.merged[loser_idx] = survivor  # earlier losers reach the survivor through survivor_of
         if others:
             seen = ", ".join(f"{t}:{v}" for t, v in ids)
             self._log("merge", target.profile_id, tuple(others), None, f"seen together: {seen}", obs)
@@ -248,7 +245,14 @@ class Graph:
         self.created = {real(i) for i in self.created}
 
     def survivor_of(self, idx: int) -> int:
-        return self.merged.get(idx, idx)
+        """The live profile a (possibly merged-away) profile ended in; compresses the path it walked."""
+        path = []
+        while idx in self.merged:
+            path.append(idx)
+            idx = self.merged[idx]
+        for p in path[:-1]:
+            self.merged[p] = idx
+        return idx
 
     def partition(self) -> dict[str, frozenset[Identifier]]:
         """profile_id → its identifiers (for tests and comparisons)."""
