@@ -281,3 +281,20 @@ def parse_identifier(text: str) -> tuple[str, str]:
     if not sep or not id_type or not value:
         raise ValueError(f"{text!r}: write an identifier as TYPE:VALUE, e.g. phone:13800138000")
     return id_type.strip(), value
+
+
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def normalised_identifier(rules: IdentityRules, text: str) -> tuple[str, str]:
+    """``TYPE:VALUE`` as a person writes it → (type, normalised value), e.g. for a lookup or an
+    unmerge; raises ValueError with a message naming the problem."""
+    id_type, raw = parse_identifier(text.strip())
+    id_type = id_type.lower()
+    if not _TYPE_NAME.match(id_type):
+        known = ", ".join(t.name for t in rules.types)
+        raise ValueError(f"{id_type!r} is not an identifier type; known types: {known}")
+    try:
+        return id_type, normalise(rules, id_type, raw)
+    except Rejected as exc:
+        raise ValueError(f"{id_type} {raw!r} is not usable: {exc.reason}") from None

@@ -255,14 +255,7 @@ def _create_isolated(cur: duckdb.DuckDBPyConnection, *, rules: IdentityRules, no
                 SELECT m.id_type, m.id_value, i.profile_idx, i.source_id, i.first_seen, NULL, i.first_seen
                 FROM _id_iso2 i JOIN _id_mem m USING (key_hash)"""
             )
-            cur.execute(
-                """INSERT INTO identity_links (obs_idx, key_hash, ids_key, ids, first_seen, source_id, origin, profile_idx)
-                SELECT obs_idx, key_hash, ids_key,
-                       list_transform(string_split(ids_key, chr(31)), lambda x: {'id_type': split_part(x, ':', 1),
-                                      'id_value': x[length(split_part(x, ':', 1)) + 2:]}),
-                       first_seen, source_id, origin, profile_idx
-                FROM _id_iso2"""
-            )
+            _insert_links(cur, "_id_iso2")
             cur.execute(
                 "INSERT INTO _id_known SELECT key_hash, obs_idx, first_seen AS stored_first, first_seen FROM _id_iso2"
             )
@@ -271,6 +264,19 @@ def _create_isolated(cur: duckdb.DuckDBPyConnection, *, rules: IdentityRules, no
         for name in ("_id_mem", "_id_iso", "_id_iso2"):
             cur.execute(f"DROP TABLE IF EXISTS {name}")
     return created
+
+
+def _insert_links(cur: duckdb.DuckDBPyConnection, relation: str) -> None:
+    """Store new observations (``relation``: obs_idx, key_hash, ids_key, first_seen, source_id, origin,
+    profile_idx); ``ids`` is the key split back into (type, value) pairs."""
+    cur.execute(
+        f"""INSERT INTO identity_links (obs_idx, key_hash, ids_key, ids, first_seen, source_id, origin, profile_idx)
+        SELECT obs_idx, key_hash::UHUGEINT, ids_key,
+               list_transform(string_split(ids_key, chr(31)), lambda x: {{'id_type': split_part(x, ':', 1),
+                              'id_value': x[length(split_part(x, ':', 1)) + 2:]}}),
+               first_seen, source_id, origin, profile_idx
+        FROM {relation}"""  # noqa: S608 - a temp table name of this module
+    )
 
 
 def _record_rejections(cur: duckdb.DuckDBPyConnection) -> int:
@@ -336,14 +342,7 @@ def _resolve(
     identity_graph.write_changes(cur, graph, loaded, id_sources=id_sources, now=now)
     cur.register("_id_links_new", table)
     try:
-        cur.execute(
-            """INSERT INTO identity_links (obs_idx, key_hash, ids_key, ids, first_seen, source_id, origin, profile_idx)
-            SELECT obs_idx, key_hash::UHUGEINT, ids_key,
-                   list_transform(string_split(ids_key, chr(31)),
-                       lambda x: {'id_type': split_part(x, ':', 1), 'id_value': x[length(split_part(x, ':', 1)) + 2:]}),
-                   first_seen, source_id, origin, profile_idx
-            FROM _id_links_new"""
-        )
+        _insert_links(cur, "_id_links_new")
     finally:
         cur.unregister("_id_links_new")
     identity_graph.write_log(cur, graph.log, now=now, run=run)

@@ -18,8 +18,9 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from tessera.domain.identity import IdentityRules, Rejected, normalise, parse_identifier
-from tessera.domain.unify import Graph, Identifier, LogEntry, Observation
+from tessera.domain.identity import IdentityRules, normalised_identifier
+from tessera.domain.messages import to_micros
+from tessera.domain.unify import Graph, LogEntry, Observation
 from tessera.services import identity, identity_graph, identity_rebuild
 from tessera.services.identity_sources import (
     CUSTOMER_ID_COLUMNS,
@@ -40,20 +41,6 @@ class IdentityError(ValueError):
         self.status = status
 
 
-def parse_normalised(rules: IdentityRules, text: str, *, field_name: str = "identifier") -> Identifier:
-    """``TYPE:VALUE`` → the normalised identifier; raises :class:`IdentityError`."""
-    try:
-        id_type, raw = parse_identifier(text)
-    except ValueError as exc:
-        raise IdentityError(field_name, str(exc)) from None
-    try:
-        return id_type, normalise(rules, id_type, raw)
-    except Rejected as exc:
-        raise IdentityError(field_name, f"{text!r} is not a usable {id_type}: {exc.reason}") from None
-    except ValueError:
-        raise IdentityError(field_name, f"{id_type!r} is not an identifier type name") from None
-
-
 @dataclass
 class UnmergeReport:
     identifier: str
@@ -72,7 +59,10 @@ def unmerge(
     now: datetime,
 ) -> UnmergeReport:
     """Unlink ``identifier`` (``TYPE:VALUE``) from everything and split its profile back."""
-    ident = parse_normalised(rules, identifier)
+    try:
+        ident = normalised_identifier(rules, identifier)
+    except ValueError as exc:
+        raise IdentityError("identifier", str(exc)) from None
     got = cur.execute(
         "SELECT p.profile_idx, p.profile_id FROM profile_identifiers i JOIN profiles p USING (profile_idx) "
         "WHERE i.id_type = ? AND i.id_value = ?",
@@ -133,18 +123,10 @@ def unmerge(
             [pid, anchor[0], anchor[1], now],
         )
     entry = LogEntry(
-        "unmerge", pid, tuple(p for p in parts if p != pid), ident, reason or "unmerged by hand", origin, _us(now)
+        "unmerge", pid, tuple(p for p in parts if p != pid), ident, reason or "unmerged by hand", origin, to_micros(now)
     )
     identity_graph.write_log(cur, [*graph.log, entry], now=now, run="unmerge")
     return UnmergeReport(identifier=f"{ident[0]}:{ident[1]}", profile_id=pid, profiles=parts, observations=len(rows))
-
-
-def _us(value: datetime) -> int:
-    return (
-        int(value.timestamp() * 1_000_000)
-        if value.tzinfo
-        else int((value - datetime(1970, 1, 1)).total_seconds() * 1e6)
-    )
 
 
 def reextract(cur: duckdb.DuckDBPyConnection, *, rules: IdentityRules, now: datetime, chunk: int = 2_000_000) -> int:

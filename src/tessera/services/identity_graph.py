@@ -19,10 +19,6 @@ from tessera.domain.unify import Graph, Identifier, LogEntry, Profile, profile_i
 _TS = pa.timestamp("us")
 
 
-def register(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
-    cur.register(name, table)
-
-
 def _ids_table(ids: Iterable[Identifier]) -> pa.Table:
     types, values = [], []
     for t, v in ids:

@@ -161,7 +161,7 @@ class ProfileAttributes(BaseModel):
     channels: list[str] = Field(default_factory=list)
     event_count: int = 0
     order_count: int = 0
-    total_spend: Decimal = Decimal("0.00")
+    total_spend: Decimal = Field(Decimal("0.00"), description="sum of order totals (a decimal string in JSON)")
     first_order_at: datetime | None = None
     last_order_at: datetime | None = None
 

@@ -20,9 +20,10 @@ import duckdb
 from pydantic import BaseModel, Field, field_validator
 from sqlglot import exp
 
-from tessera.domain.identity import IdentityRules, Rejected, normalise, parse_identifier
+from tessera.domain import identity
+from tessera.domain.identity import IdentityRules
+from tessera.services.profile_attributes import ProfileAttributes, compute_one, read_attributes
 
-_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _PHONE_QUERY = re.compile(r"^[\d\s+\-().]+$")
 MAX_PAGE = 1000
 #: The timeline's columns, in the order of :class:`TimelineEvent`'s fields, then the cursor key.
@@ -71,20 +72,6 @@ class ProfileCore(_Out):
     last_seen: datetime | None
     anchor_type: str | None = Field(None, description="type of the identifier that created the profile")
     anchor_value: str | None = None
-
-
-class ProfileAttributesOut(_Out):
-    """Attributes (属性): traits after the merge policies, and basics computed from events and orders."""
-
-    traits: dict[str, Any] = Field(default_factory=dict)
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-    channels: list[str] = Field(default_factory=list)
-    event_count: int = 0
-    order_count: int = 0
-    total_spend: Decimal = Field(Decimal("0"), description="sum of order totals (a decimal string in JSON)")
-    first_order_at: datetime | None = None
-    last_order_at: datetime | None = None
 
 
 class IdentityOut(_Out):
@@ -178,7 +165,7 @@ class Profile360(BaseModel):
 
     profile: ProfileCore
     redirected_from: str | None = Field(None, description="the merged-away profile id that was asked for")
-    attributes: ProfileAttributesOut
+    attributes: ProfileAttributes
     attributes_as_of: datetime | None = Field(
         None, description="when the stored attributes were computed; null = computed live for this answer"
     )
@@ -246,17 +233,9 @@ def find_profile(
 def normalised_identifier(rules: IdentityRules, text: str) -> tuple[str, str]:
     """``TYPE:VALUE`` → (type, normalised value); raises :class:`ProfileViewError` naming the problem."""
     try:
-        id_type, raw = parse_identifier(text.strip())
+        return identity.normalised_identifier(rules, text)
     except ValueError as exc:
         raise ProfileViewError("identifier", str(exc)) from None
-    id_type = id_type.lower()
-    if not _TYPE_NAME.match(id_type):
-        known = ", ".join(t.name for t in rules.types)
-        raise ProfileViewError("identifier", f"{id_type!r} is not an identifier type; known types: {known}")
-    try:
-        return id_type, normalise(rules, id_type, raw)
-    except Rejected as exc:
-        raise ProfileViewError("identifier", f"{id_type} {raw!r} cannot be looked up: {exc.reason}") from None
 
 
 def _by_identifier(cur: duckdb.DuckDBPyConnection, id_type: str, value: str) -> ProfileRef | None:
@@ -305,8 +284,6 @@ def profile_360(
     when ``live_attributes`` is set or the newest event or order on the page is newer than them;
     ``attributes_as_of`` says which (null = live).
     """
-    from tessera.services.profile_attributes import compute_one, read_attributes
-
     row = cur.execute(
         """SELECT profile_id, profile_idx, created_at, first_seen, last_seen, anchor_type, anchor_value
            FROM profiles WHERE profile_idx = ?""",
@@ -338,7 +315,7 @@ def profile_360(
     return Profile360(
         profile=core,
         redirected_from=ref.redirected_from,
-        attributes=ProfileAttributesOut.model_validate(attrs.model_dump()),
+        attributes=attrs,
         attributes_as_of=as_of,
         identities=ids,
         orders=latest_orders,
