@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 from rich.table import Table
 
-from tessera.cli.common import DataDirOption, console, fail, open_instance
+from tessera.cli.common import DataDirOption, answer_or_fail, ask_server, console, fail, open_instance
 from tessera.services import sources as sources_service
 from tessera.services import tokens as tokens_service
 from tessera.services.stats import collect_stats
@@ -46,12 +45,6 @@ def serve(
     run(instance, host=h, port=p, on_ready=ready)
 
 
-def _server_get(info: dict[str, Any], path: str) -> Any:
-    r = httpx.get(f"{info['url']}{path}", headers={"Authorization": f"Bearer {info['admin_token']}"}, timeout=60)
-    r.raise_for_status()
-    return r.json()
-
-
 def stats(
     data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -60,10 +53,7 @@ def stats(
     instance = open_instance(data_dir)
     running = instance.data_dir.running_server()
     if running:
-        try:
-            data = _server_get(running, "/v1/admin/stats")
-        except httpx.HTTPError as exc:
-            fail(f"the server at {running['url']} did not answer: {exc}")
+        data = answer_or_fail(*ask_server(running, "GET", "/v1/admin/stats", unreachable_code=2))
     else:
         with instance.operational.session() as s:
             srcs = sources_service.list_sources(session=s)

@@ -10,12 +10,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
 from rich.table import Table
 
-from tessera.cli.common import DataDirOption, console, fail, open_instance
+from tessera.cli.common import DataDirOption, answer_or_fail, ask_server, console, fail, open_instance
 from tessera.services import identity_admin
 from tessera.services.identity_rules import RulesError, get_rules, parse_rules, rules_version, save_rules
 from tessera.services.sources import source_names
@@ -31,21 +30,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _call(info: dict[str, Any], method: str, path: str, body: Any = None, params: Any = None) -> Any:
-    r = httpx.request(
-        method,
-        f"{info['url']}{path}",
-        json=body,
-        params=params,
-        headers={"Authorization": f"Bearer {info['admin_token']}"},
-        timeout=3600,
-    )
-    if r.status_code >= 400:
-        try:
-            detail = r.json()
-        except ValueError:
-            detail = {"message": r.text}
-        fail(f"{detail.get('field', '')}: {detail.get('message', r.text)}".lstrip(": "))
-    return r.json()
+    return answer_or_fail(*ask_server(info, method, path, json=body, params=params))
 
 
 def _print_json(value: Any) -> None:

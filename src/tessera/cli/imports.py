@@ -12,12 +12,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera.cli.common import DataDirOption, console, err_console, fail, open_instance
+from tessera.cli.common import DataDirOption, ask_server, console, err_console, fail, open_instance
 from tessera.importing.kinds import KINDS, find_kind
 from tessera.importing.mapping import MappingFile, load_mapping_file, parse_default_options, parse_map_options
 from tessera.services import sources as sources_service
@@ -168,32 +167,22 @@ def _locally(
 def _via_server(
     info: dict[str, Any], kind: str, file: Path, options: dict[str, Any], *, as_json: bool
 ) -> tuple[ImportReport | None, str | None]:
-    url = f"{info['url']}/v1/admin/imports/{kind}"
-    headers = {"Authorization": f"Bearer {info['admin_token']}"}
     waiting = err_console.status(f"importing {file.name} on the server at {info['url']} …")
-    with nullcontext() if as_json else waiting:
-        try:
-            with open(file, "rb") as fh:
-                r = httpx.post(
-                    url,
-                    headers=headers,
-                    files={"file": (file.name, fh, "application/octet-stream")},
-                    data={"options": json.dumps(options, ensure_ascii=False)},
-                    timeout=httpx.Timeout(60.0, read=3600.0),
-                )
-        except httpx.HTTPError as exc:
-            fail(f"the server at {info['url']} did not answer: {exc}", code=1)
-    try:
-        body = r.json()
-    except ValueError:
-        body = {"message": r.text[:500]}
-    if r.status_code == 200:
+    with nullcontext() if as_json else waiting, open(file, "rb") as fh:
+        status, body = ask_server(
+            info,
+            "POST",
+            f"/v1/admin/imports/{kind}",
+            files={"file": (file.name, fh, "application/octet-stream")},
+            data={"options": json.dumps(options, ensure_ascii=False)},
+        )
+    if status == 200:
         return ImportReport.from_dict(body), None
-    if r.status_code == 422 and isinstance(body.get("report"), dict):
+    if status == 422 and isinstance(body.get("report"), dict):
         return ImportReport.from_dict(body["report"]), str(body.get("message"))
-    if r.status_code in (400, 404):
+    if status in (400, 404):
         fail(str(body.get("message") or body))
-    fail(f"the server answered {r.status_code}: {body.get('message') or body}", code=1)
+    fail(f"the server answered {status}: {body.get('message') or body}", code=1)
 
 
 def _print(report: ImportReport | None, error: str | None, *, as_json: bool) -> None:

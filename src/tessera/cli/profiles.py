@@ -10,12 +10,11 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from tessera.cli.common import DataDirOption, console, fail, open_instance
+from tessera.cli.common import DataDirOption, answer_or_fail, ask_server, console, fail, open_instance
 from tessera.domain.identity import IdentityRules
 from tessera.runtime import Instance
 from tessera.services import profile_view
@@ -36,29 +35,14 @@ class _NotFound(Exception):
 
 def _server(info: dict[str, Any], method: str, path: str, **kw: Any) -> Any:
     """Ask the running server; its 400/404 bodies become the same errors as a local run."""
-    try:
-        r = httpx.request(method, f"{info['url']}{path}", headers={"Authorization": f"Bearer {info['admin_token']}"},
-                          timeout=httpx.Timeout(60.0, read=3600.0), **kw)  # fmt: skip
-    except httpx.HTTPError as exc:
-        fail(f"the server at {info['url']} did not answer: {exc}", code=1)
-    try:
-        body = r.json()
-    except ValueError:
-        body = {"message": r.text[:500]}
-    if r.status_code == 404:
+    status, body = ask_server(info, method, path, **kw)
+    if status == 404:
         raise _NotFound(body.get("message", "not found"))
-    if r.status_code in (400, 422):
-        fail(f"{body.get('field', '')}: {body.get('message', body)}".lstrip(": "))
-    if r.status_code != 200:
-        fail(f"the server answered {r.status_code}: {body.get('message') or body}", code=1)
-    return body
+    return answer_or_fail(status, body)
 
 
 def _local_context(instance: Instance) -> tuple[IdentityRules, dict[int, str]]:
-    rules = get_rules(instance.operational)
-    with instance.operational.session() as s:
-        names = {x.id: x.name for x in sources_service.list_sources(session=s)}
-    return rules, names
+    return get_rules(instance.operational), sources_service.source_names(instance.operational)
 
 
 @profile_app.command("show")
