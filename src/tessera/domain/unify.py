@@ -106,14 +106,6 @@ class Graph:
         for ident in profile.ids:
             self.owner[ident] = profile.idx
 
-    def remove(self, idx: int) -> Profile:
-        """Take a profile out (its identifiers become unknown), e.g. to replay it after an unmerge."""
-        profile = self.profiles.pop(idx)
-        for ident in profile.ids:
-            if self.owner.get(ident) == idx:
-                del self.owner[ident]
-        return profile
-
     # -- resolving ---------------------------------------------------------------------------
     def resolve(self, obs: Observation) -> int | None:
         """Apply one observation; returns the profile it belongs to (None when it has no identifiers)."""

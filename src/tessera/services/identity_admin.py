@@ -84,18 +84,13 @@ def unmerge(
         (int(r[0]), Observation(key=r[1], ids=identity.split_key(r[1]), seen_at=int(r[2]), origin=r[3])) for r in rows
     ]
     anchor = cur.execute("SELECT anchor_type, anchor_value FROM profiles WHERE profile_idx = ?", [idx]).fetchall()[0]
+    # The profile goes; its observations are replayed as if new (the part with its anchor keeps its id).
+    cur.execute("DELETE FROM profile_identifiers WHERE profile_idx = ?", [idx])
+    cur.execute("DELETE FROM profiles WHERE profile_idx = ?", [idx])
     provisional = identity.ProvisionalIdx()
     graph = Graph(rules, new_idx=provisional, reuse={(anchor[0], anchor[1]): (idx, pid)})
     loaded = identity_graph.Loaded()
-    everything = {i for _, o in observations for i in o.ids}
-    identity_graph.load_for(cur, graph, everything, loaded)
-    held = graph.remove(idx)
-    loaded.profiles.discard(idx)
-    loaded.identifiers.difference_update(held.ids)
-    cur.execute("DELETE FROM profile_identifiers WHERE profile_idx = ?", [idx])
-    cur.execute("DELETE FROM profiles WHERE profile_idx = ?", [idx])
-    base_taken = graph.taken
-    graph.taken = lambda p: p != pid and base_taken(p)
+    identity_graph.load_for(cur, graph, {i for _, o in observations for i in o.ids}, loaded)
     resolved = [(obs_idx, graph.resolve(o)) for obs_idx, o in observations]
     real = provisional.settle(cur)
     graph.renumber(real)

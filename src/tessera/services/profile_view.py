@@ -299,19 +299,16 @@ def profile_360(
                     since=since, until=until)  # fmt: skip
     latest_orders = orders(cur, obs=obs, source_names=source_names, limit=orders_limit)
     # Stored attributes unless asked for live ones or something newer than them is on the page.
-    as_of = None
-    stored = None
+    attrs: ProfileAttributes | None = None
+    as_of: datetime | None = None
     unfiltered = before is None and not events and since is None and until is None
     if not live_attributes and unfiltered:
         got = cur.execute("SELECT updated_at FROM profile_attributes WHERE profile_idx = ?", [idx]).fetchall()
         newest = [e.timestamp for e in page.events[:1]] + [o.ordered_at for o in latest_orders[:1]]
-        if got and got[0][0] is not None:
-            as_of = got[0][0].replace(tzinfo=UTC)
-            if all(n is None or _naive_utc(n) <= got[0][0] for n in newest):
-                stored = read_attributes(cur, profile_idx=idx)
-    if stored is None:
-        as_of = None
-    attrs = stored or compute_one(cur, profile_idx=idx, rules=rules, source_names=source_names)
+        if got and got[0][0] is not None and all(n is None or _naive_utc(n) <= got[0][0] for n in newest):
+            attrs, as_of = read_attributes(cur, profile_idx=idx), got[0][0].replace(tzinfo=UTC)
+    if attrs is None:
+        attrs, as_of = compute_one(cur, profile_idx=idx, rules=rules, source_names=source_names), None
     return Profile360(
         profile=core,
         redirected_from=ref.redirected_from,
