@@ -39,7 +39,6 @@ class StoreCounts:
     stored: int = 0
     updated: int = 0
     duplicate: int = 0
-    identity: identity.LinkStats | None = None
 
 
 def _count(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -125,14 +124,12 @@ def store_entities(
         fields = [*fields, numbered[0]]
     rows, in_file = _good_rows(cur, kind.key, fields, keep_last=True, numbered=numbered)
     counts = StoreCounts(duplicate=in_file)
-    if kind.name in ("customers", "orders"):
-        # OneID first: the rows' observation becomes one more field, stored (and compared) with them.
-        linked = _link_entities(
-            cur, kind=kind, rows=rows, fields=fields, import_id=import_id, source_id=source_id, now=now, rules=rules
-        )
-        if linked is not None:
-            counts.identity, rows = linked, "_imp_rows_id"
-            fields = [*fields, "identity_idx"]
+    # OneID first: the rows' observation becomes one more field, stored (and compared) with them.
+    if kind.name in ("customers", "orders") and _link_entities(
+        cur, kind=kind, rows=rows, fields=fields, import_id=import_id, source_id=source_id, now=now, rules=rules
+    ):
+        rows = "_imp_rows_id"
+        fields = [*fields, "identity_idx"]
     stamp: dict[str, exp.Expr] = {"import_id": lit(import_id)}
     if kind.has_updated_at:
         stamp["updated_at"] = _ts(now)
@@ -224,11 +221,12 @@ def _link_entities(
     source_id: int | None,
     now: datetime,
     rules: IdentityRules,
-) -> identity.LinkStats | None:
-    """Link the rows' identifiers; ``_imp_rows_id`` = the rows plus their ``identity_idx``."""
+) -> bool:
+    """Link the rows' identifiers; ``_imp_rows_id`` = the rows plus their ``identity_idx``. False when
+    the rows carry no identifier column (nothing linked, no table made)."""
     columns = CUSTOMER_ID_COLUMNS if kind.name == "customers" else ORDER_ID_COLUMNS
     if not any(c in fields for c in columns):
-        return None
+        return False
     time_col = "registered_at" if kind.name == "customers" else "ordered_at"
     seen = exp.func("coalesce", col(time_col), _ts(now)) if time_col in fields else _ts(now)
     candidates = entity_candidates(
@@ -240,7 +238,7 @@ def _link_entities(
         source_id=lit(source_id) if source_id is not None else exp.null(),
         origin=_origin(import_id),
     )
-    stats = identity.link(cur, candidates, rules=rules, now=now)
+    identity.link(cur, candidates, rules=rules, now=now)
     with_idx = (
         exp.select(exp.Star(), exp.column("obs_idx", table="m").as_("identity_idx"))
         .from_(exp.alias_(exp.to_table(rows), "r"))
@@ -249,7 +247,7 @@ def _link_entities(
     )  # fmt: skip
     cur.execute(_temp("_imp_rows_id", with_idx))
     cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
-    return stats
+    return True
 
 
 def store_events(
@@ -305,7 +303,7 @@ def store_events(
         else:
             value = exp.null()
         projections.append(value.as_(exp.to_identifier(name, quoted=True)))
-    counts.identity = identity.link(
+    identity.link(
         cur, event_candidates(fresh_name, rules, present=present, row_key=ROW, source_id=source), rules=rules, now=now
     )
     projections.append(exp.column("obs_idx", table="m").as_("identity_idx"))

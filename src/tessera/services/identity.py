@@ -42,10 +42,6 @@ class LinkStats:
     drops: int = 0
     rejected: int = 0
 
-    def add(self, other: LinkStats) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
 
 class Normaliser:
     """Normalises raw identifier values, remembering recent answers (rules are fixed per instance)."""
@@ -166,15 +162,17 @@ def link(
         """UPDATE identity_links SET first_seen = k.first_seen FROM _id_known k
         WHERE identity_links.obs_idx = k.obs_idx AND k.first_seen < k.stored_first"""
     )
+    isolated = 0
     if resolve:
-        stats.profiles_created += _create_isolated(cur, rules=rules, now=now)
+        isolated = _create_isolated(cur, rules=rules, now=now)
+        stats.profiles_created += isolated
     novel = cur.execute(
         """SELECT o.key_hash, o.ids_key, epoch_us(o.first_seen), o.source_id, o.origin FROM _id_obs o
         ANTI JOIN _id_known k USING (key_hash) ORDER BY o.first_seen, o.ids_key"""
     ).fetchall()
     counts = cur.execute("SELECT count(*), coalesce(sum(n_rows), 0) FROM _id_obs").fetchall()[0]
     stats.observations, stats.rows = int(counts[0]), int(counts[1])
-    stats.new_observations = len(novel) + stats.profiles_created
+    stats.new_observations = len(novel) + isolated
     new_rows = _resolve(cur, novel, rules=rules, now=now, run=run, stats=stats, resolve=resolve) if novel else None
     known = "SELECT key_hash, obs_idx FROM _id_known"
     if new_rows is not None:

@@ -62,7 +62,6 @@ class Loader:
         self.store = store
         self.rules = rules or default_rules()
         self._normaliser = identity.Normaliser(self.rules)
-        self.identity = identity.LinkStats()
         self.wal_dir = wal_dir
         self.writer = writer
         self.settings = settings
@@ -237,7 +236,7 @@ class Loader:
         cur.register("_load_events", table)
         try:
             candidates = event_candidates("_load_events", self.rules, present=names)
-            stats = identity.link(
+            identity.link(
                 cur,
                 candidates,
                 rules=self.rules,
@@ -246,7 +245,6 @@ class Loader:
             )
             cur.execute(_INSERT_EVENTS)
             cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
-            self.identity.add(stats)
         finally:
             cur.unregister("_load_events")
 
