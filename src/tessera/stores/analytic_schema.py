@@ -305,6 +305,58 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
                 LEFT JOIN identity_links l ON l.obs_idx = e.identity_idx""",
         ],
     ),
+    (
+        4,
+        [
+            # Current tag values per profile (标签值): the condition language's tag leaves read this;
+            # the Tags step writes it. Multi-valued tags have one row per value.
+            """CREATE TABLE profile_tags (
+                profile_idx INTEGER NOT NULL,
+                tag_key VARCHAR NOT NULL,
+                value VARCHAR NOT NULL,
+                value_num DOUBLE,
+                updated_at TIMESTAMP NOT NULL
+            )""",
+            # Stored members of static, imported and refreshed dynamic audiences (群组成员).
+            """CREATE TABLE audience_members (
+                audience_id VARCHAR NOT NULL,
+                profile_idx INTEGER NOT NULL,
+                profile_id VARCHAR NOT NULL,
+                since TIMESTAMP NOT NULL
+            )""",
+            # Every computation of an audience's members, written with the members it produced.
+            """CREATE TABLE audience_runs (
+                run_id VARCHAR PRIMARY KEY,
+                audience_id VARCHAR NOT NULL,
+                trigger VARCHAR NOT NULL,
+                started_at TIMESTAMP NOT NULL,
+                finished_at TIMESTAMP NOT NULL,
+                members BIGINT NOT NULL,
+                entered BIGINT NOT NULL,
+                exited BIGINT NOT NULL
+            )""",
+            # Membership changes: who entered or left an audience, and when (also emitted as events).
+            """CREATE TABLE audience_changes (
+                audience_id VARCHAR NOT NULL,
+                run_id VARCHAR NOT NULL,
+                profile_idx INTEGER NOT NULL,
+                profile_id VARCHAR NOT NULL,
+                change VARCHAR NOT NULL,
+                at TIMESTAMP NOT NULL
+            )""",
+            # The rows of an imported audience's file and how each matched (the unmatched report).
+            """CREATE TABLE audience_import_rows (
+                audience_id VARCHAR NOT NULL,
+                line BIGINT NOT NULL,
+                id_type VARCHAR,
+                raw_value VARCHAR,
+                id_value VARCHAR,
+                profile_idx INTEGER,
+                status VARCHAR NOT NULL,
+                reason VARCHAR
+            )""",
+        ],
+    ),
 ]
 
 #: Tables whose row counts ``tessera stats`` reports.
@@ -319,4 +371,6 @@ COUNTED_TABLES = (
     "order_items",
     "products",
     "reviews",
+    "profile_tags",
+    "audience_members",
 )

@@ -1,0 +1,57 @@
+"""A compiled query: a SQLGlot tree whose user values are named placeholders, plus their values.
+
+Compiling never touches a database; :meth:`Query.render` prints the tree for a dialect (syntax
+only — every decision is made before) and :meth:`Query.execute` runs it on DuckDB. Queries built
+with one :class:`Params` can be nested in each other without their placeholder names clashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+#: Dialects we render and keep golden snapshots for.
+DIALECTS = ("duckdb", "spark", "clickhouse")
+
+
+@dataclass
+class Params:
+    """Named values for placeholders (``$p1`` in DuckDB, ``:p1`` in Spark, ``{p1:Type}`` in ClickHouse)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    prefix: str = "p"
+
+    def add(self, value: Any) -> exp.Placeholder:
+        """A placeholder carrying ``value``; the only way a user value enters a query."""
+        name = f"{self.prefix}{len(self.values) + 1}"
+        self.values[name] = value
+        return exp.Placeholder(this=name)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query tree and the values of its placeholders."""
+
+    tree: exp.Query
+    params: dict[str, Any]
+
+    def render(self, dialect: str = "duckdb") -> str:
+        from tessera.compiler.render import render  # noqa: PLC0415 - render imports dialect tables
+
+        return render(self.tree, dialect=dialect, params=self.params)
+
+    def execute(self, cur: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+        """Run on DuckDB and fetch every row."""
+        return cur.execute(self.render("duckdb"), self.used_params()).fetchall()
+
+    def used_params(self) -> dict[str, Any]:
+        """The values of the placeholders that occur in the tree (DuckDB refuses unused ones)."""
+        names = {p.name for p in self.tree.find_all(exp.Placeholder)}
+        return {k: v for k, v in self.params.items() if k in names}
+
+    def columns(self) -> Sequence[str]:
+        return [s.alias_or_name for s in self.tree.selects]
