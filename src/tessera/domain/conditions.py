@@ -26,8 +26,11 @@ is read depends on the operator and the type of ``value``:
   ``regex`` searches (matches anywhere) and must avoid look-around and back-references;
 * ``eq`` with ``true``/``false``: a JSON boolean;
 * dates (``before after within_last in_next``): a computed timestamp, or a trait string that
-  reads as an ISO date or datetime (a date is midnight UTC); ``within_last N`` is
-  ``now - N days <= v <= now``, ``in_next N`` is ``now <= v <= now + N days``;
+  reads as an ISO date or datetime (a date-only value is midnight UTC, a datetime with an offset
+  is converted to UTC, one without is UTC); ``before D`` is ``v < D`` and ``after D`` is
+  ``v >= D + 1 day`` when D is a date (its whole day excluded; D's midnight is local time) and
+  ``v > D`` when D is a datetime; ``within_last N`` is ``now - N days <= v <= now``,
+  ``in_next N`` is ``now <= v <= now + N days``;
 * anniversaries (``anniversary_this_month``, ``anniversary_in_next N``): the month and day of a
   date, against the workspace's local today: the same month, or the (month, day) of one of the
   days today … today + N (29 February counts between 28 February and 1 March);
