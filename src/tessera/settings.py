@@ -40,6 +40,22 @@ class StoreSettings(BaseModel):
     duckdb_memory_limit: str = ""
 
 
+class DeliverySettings(BaseModel):
+    """Outbound webhooks (audience pushes, later journeys): retries with backoff, then a dead letter."""
+
+    max_attempts: int = 5
+    base_delay_seconds: float = 1.0
+    max_delay_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+
+
+class AudienceSettings(BaseModel):
+    """Audiences: how often the server looks for scheduled refreshes; the memory for count columns."""
+
+    scheduler_interval_seconds: float = 30.0
+    columns_memory_mb: int = 2048
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8600
@@ -59,7 +75,11 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     store: StoreSettings = StoreSettings()
     server: ServerSettings = ServerSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    audiences: AudienceSettings = AudienceSettings()
     default_region: str = "CN"
+    #: The workspace time zone: dates in conditions, "this month", schedules and quiet hours use it.
+    timezone: str = "Asia/Shanghai"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -14,10 +14,14 @@ from fastapi.responses import JSONResponse
 
 from tessera import __version__
 from tessera.api import admin, collect
+from tessera.api import audiences as audiences_api
+from tessera.api import destinations as destinations_api
 from tessera.api import identity as identity_api
 from tessera.api import imports as imports_api
 from tessera.api import profiles as profiles_api
 from tessera.runtime import Instance
+from tessera.services.audience_refresh import Scheduler
+from tessera.services.audiences import AudienceError
 from tessera.services.pipeline import Pipeline
 
 
@@ -29,9 +33,13 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
         pipeline = Pipeline(instance)
         pipeline.start()
         app.state.pipeline = pipeline
+        scheduler = Scheduler(instance, interval=instance.settings.audiences.scheduler_interval_seconds)
+        scheduler.start()
+        app.state.scheduler = scheduler
         try:
             yield
         finally:
+            scheduler.stop()
             pipeline.stop()
 
     app = FastAPI(
@@ -63,6 +71,18 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
         body = {"success": False, "error": "invalid_request", **first, "problems": problems}
         return JSONResponse(jsonable_encoder(body), status_code=422)
 
+    @app.exception_handler(AudienceError)
+    async def _audience_error(_request: Request, exc: AudienceError) -> JSONResponse:
+        codes = {404: "not_found", 409: "conflict", 413: "too_large"}
+        body = {
+            "success": False,
+            "error": codes.get(exc.status, "invalid_audience"),
+            "field": exc.field,
+            "message": exc.message,
+            "problems": [{"field": f, "message": m} for f, m in exc.errors],
+        }
+        return JSONResponse(body, status_code=exc.status)
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
         pipeline: Pipeline | None = getattr(app.state, "pipeline", None)
@@ -70,6 +90,7 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
             "status": "ok",
             "version": __version__,
             "loader_error": pipeline.loader.last_error if pipeline else None,
+            "scheduler_error": getattr(getattr(app.state, "scheduler", None), "last_error", None),
         }
 
     app.add_middleware(collect.CollectFastLane, state=app.state)
@@ -78,4 +99,6 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
     app.include_router(imports_api.router)
     app.include_router(profiles_api.router)
     app.include_router(identity_api.router)
+    app.include_router(audiences_api.router)
+    app.include_router(destinations_api.router)
     return app

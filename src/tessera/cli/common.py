@@ -65,3 +65,50 @@ def answer_or_fail(status: int, body: Any) -> Any:
     if status in (400, 404, 409, 422):
         fail(f"{body.get('field', '')}: {body.get('message', body)}".lstrip(": "))
     fail(f"the server answered {status}: {body.get('message') or body}", code=1)
+
+
+def api_request(instance: Instance, method: str, path: str, **kw: Any) -> httpx.Response:
+    """One code path for a command: the running server when one holds the data dir, else the same
+    API in this process (without the ingestion pipeline)."""
+    running = instance.data_dir.running_server()
+    if running:
+        try:
+            return httpx.request(
+                method, f"{running['url']}{path}", headers={"Authorization": f"Bearer {running['admin_token']}"},
+                timeout=httpx.Timeout(60.0, read=3600.0), **kw,
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            fail(f"the server at {running['url']} did not answer: {exc}", code=1)
+    from fastapi.testclient import TestClient  # noqa: PLC0415 - only for commands without a server
+
+    from tessera.api.app import create_app  # noqa: PLC0415 - the API imports every service
+
+    token = "local-cli"
+    client = TestClient(create_app(instance, local_token=token))
+    return client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+
+def call_api(instance: Instance, method: str, path: str, **kw: Any) -> Any:
+    """The JSON answer of :func:`api_request`; a refusal exits 2 naming the field, a failure 1."""
+    r = api_request(instance, method, path, **kw)
+    try:
+        body = r.json() if r.content else {}
+    except ValueError:
+        body = {"message": r.text[:500]}
+    if r.status_code in (200, 201, 204):
+        return body
+    return answer_or_fail(r.status_code, body)
+
+
+def read_json_arg(text: str, what: str) -> Any:
+    """A JSON argument given inline or as ``@file.json``; exits 2 naming ``what`` when it is not JSON."""
+    import json  # noqa: PLC0415
+
+    try:
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        return json.loads(text)
+    except OSError as e:
+        fail(f"{what}: cannot read {text[1:]}: {e.strerror}")
+    except ValueError as e:
+        fail(f"{what}: not JSON: {e}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import admin, demo, identity, imports, profiles
+from tessera.cli import admin, audiences, demo, identity, imports, profiles
 
 app = typer.Typer(
     name="tessera",
@@ -17,6 +17,7 @@ imports.register(app)
 demo.register(app)
 profiles.register(app)
 identity.register(app)
+audiences.register(app)
 
 
 def main() -> None:

@@ -324,6 +324,19 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
                 profile_id VARCHAR NOT NULL,
                 since TIMESTAMP NOT NULL
             )""",
+            # Stored members as the profiles they are now: a member merged into another profile since
+            # counts as that profile (through its redirect's anchor identifier).
+            """CREATE VIEW audience_members_current AS
+                SELECT m.audience_id, m.profile_idx
+                FROM audience_members m JOIN profiles p ON p.profile_idx = m.profile_idx AND p.profile_id = m.profile_id
+                UNION
+                SELECT m.audience_id, i.profile_idx
+                FROM audience_members m
+                JOIN profile_redirects r ON r.profile_id = m.profile_id
+                JOIN profile_identifiers i ON i.id_type = r.anchor_type AND i.id_value = r.anchor_value
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM profiles p WHERE p.profile_idx = m.profile_idx AND p.profile_id = m.profile_id
+                )""",
             # Every computation of an audience's members, written with the members it produced.
             """CREATE TABLE audience_runs (
                 run_id VARCHAR PRIMARY KEY,
@@ -342,7 +355,7 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
                 profile_idx INTEGER NOT NULL,
                 profile_id VARCHAR NOT NULL,
                 change VARCHAR NOT NULL,
-                at TIMESTAMP NOT NULL
+                changed_at TIMESTAMP NOT NULL
             )""",
             # The rows of an imported audience's file and how each matched (the unmatched report).
             """CREATE TABLE audience_import_rows (
