@@ -63,7 +63,15 @@ def test_migrations_go_down_and_up_again(store: OperationalStore) -> None:
     downgrade(store.engine, "base")
     assert "sources" not in inspect(store.engine).get_table_names()
     upgrade(store.engine)
-    assert {"sources", "api_tokens"} <= set(inspect(store.engine).get_table_names())
+    assert {
+        "sources",
+        "api_tokens",
+        "setting_docs",
+        "audiences",
+        "destinations",
+        "pushes",
+        "delivery_dead_letters",
+    } <= set(inspect(store.engine).get_table_names())
 
 
 def test_identity_rules_are_saved_versioned_and_read_back(store: OperationalStore) -> None:
@@ -78,3 +86,38 @@ def test_identity_rules_are_saved_versioned_and_read_back(store: OperationalStor
     assert save_rules(store, rules, now=datetime(2026, 11, 2, tzinfo=UTC)) == 2
     got = get_rules(store)
     assert got.types[2].limit == 2 and "门店电话" in got.blocked_values and rules_version(store) == 2
+
+
+def test_audiences_are_kept_the_same_way_on_both_stores(store: OperationalStore, tmp_path: Path) -> None:
+    from tessera.clock import FrozenClock
+    from tessera.runtime import Instance
+    from tessera.services import audiences
+    from tessera.services.audiences import AudienceDraft, AudienceError, AudiencePatch
+    from tessera.settings import load_settings
+
+    settings = load_settings()
+    settings.store.operational_url = store.engine.url.render_as_string(hide_password=False)
+    inst = Instance(tmp_path / "data", settings=settings, clock=FrozenClock(NOW))
+    try:
+        city = {"type": "attribute", "field": "city", "op": "eq", "value": "上海"}
+        a = audiences.create_audience(
+            inst=inst, draft=AudienceDraft(name="上海会员", definition=city, schedule="0 8 * * 1")
+        )
+        b = audiences.create_audience(
+            inst=inst,
+            draft=AudienceDraft(name="快照", kind="static", definition={"type": "in_audience", "audience": a.id}),
+        )
+        assert b.member_count == 0 and a.next_refresh_at is not None and a.next_refresh_at > NOW
+        assert [x.name for x in audiences.list_audiences(inst=inst)] == ["上海会员", "快照"]
+        changed = audiences.update_audience(
+            inst=inst, audience_id=a.id, patch=AudiencePatch(definition=city, name_en="Shanghai")
+        )
+        assert changed.version == 2 and changed.name_en == "Shanghai" and changed.definition == city
+        with pytest.raises(AudienceError) as err:
+            audiences.delete_audience(inst=inst, audience_id=a.id)
+        assert err.value.status == 409 and "快照" in err.value.message
+        audiences.delete_audience(inst=inst, audience_id=b.id)
+        audiences.delete_audience(inst=inst, audience_id=a.id)
+        assert audiences.list_audiences(inst=inst) == []
+    finally:
+        inst.close()

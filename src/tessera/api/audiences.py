@@ -56,7 +56,9 @@ class ExplainIn(BaseModel):
 
 class ExportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    columns: list[str] = Field(default_factory=list, max_length=100, description="e.g. name, city, id:phone, tag:rfm_group")
+    columns: list[str] = Field(
+        default_factory=list, max_length=100, description="e.g. name, city, id:phone, tag:rfm_group"
+    )
     format: Literal["csv", "parquet"] = "csv"
     hash_identifiers: bool = Field(default=False, description="SHA-256 of normalised phones and emails (ad platforms)")
 
@@ -214,7 +216,9 @@ def import_rows(
 ) -> list[ImportRow]:
     """The rows of an imported audience's file and how each matched (``status=unmatched`` for the misses)."""
     audiences.get_audience(inst=instance, audience_id=audience_id)
-    return audience_import.import_rows(inst=instance, audience_id=audience_id, status=status, limit=limit, offset=offset)
+    return audience_import.import_rows(
+        inst=instance, audience_id=audience_id, status=status, limit=limit, offset=offset
+    )
 
 
 @router.post("/{audience_id}/explain", response_model=Explanation)
@@ -235,7 +239,9 @@ def insight(
 ) -> Insight:
     """Distribution of attributes and tags in the audience vs. a comparison, with TGI."""
     names = [c.strip() for c in columns.split(",") if c.strip()]
-    return audience_insight.insight(inst=instance, audience_id=audience_id, columns=names, compare_to=compare_to, top=top)
+    return audience_insight.insight(
+        inst=instance, audience_id=audience_id, columns=names, compare_to=compare_to, top=top
+    )
 
 
 @router.post("/{audience_id}/export")

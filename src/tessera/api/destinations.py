@@ -32,7 +32,9 @@ class DestinationCreated(BaseModel):
 def create(instance: InstanceDep, body: DestinationIn) -> DestinationCreated:
     try:
         with instance.operational.session() as s:
-            dest, secret = deliveries.create_destination(session=s, name=body.name, url=body.url, now=instance.clock.now())
+            dest, secret = deliveries.create_destination(
+                session=s, name=body.name, url=body.url, now=instance.clock.now()
+            )
     except DeliveryError as e:
         raise HTTPException(422, {"error": "invalid_destination", "field": e.field, "message": e.message}) from None
     return DestinationCreated(destination=dest, secret=secret)
@@ -48,11 +50,13 @@ def list_all(instance: InstanceDep) -> list[Destination]:
 def delete(instance: InstanceDep, destination_id: str) -> Response:
     with instance.operational.session() as s:
         if not deliveries.delete_destination(session=s, destination_id=destination_id):
-            raise HTTPException(404, {"error": "not_found", "field": "destination", "message": f"no destination {destination_id!r}"})
+            raise HTTPException(
+                404, {"error": "not_found", "field": "destination", "message": f"no destination {destination_id!r}"}
+            )
     return Response(status_code=204)
 
 
-@router.get("/dead-letters", response_model=list[DeadLetter])
+@router.get("/delivery-dead-letters", response_model=list[DeadLetter])
 def dead_letters(
     instance: InstanceDep,
     reference: Annotated[str | None, Query(description="a push id, …")] = None,

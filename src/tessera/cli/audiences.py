@@ -14,9 +14,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tessera.cli.common import DataDirOption, api_request, answer_or_fail, call_api, console, fail, open_instance, read_json_arg
+from tessera.cli.common import (
+    DataDirOption,
+    answer_or_fail,
+    api_request,
+    call_api,
+    console,
+    fail,
+    open_instance,
+    read_json_arg,
+)
 
-audience_app = typer.Typer(help="Audiences (群组 / 人群包): define, count, explain, export, push.", no_args_is_help=True)
+audience_app = typer.Typer(
+    help="Audiences (群组 / 人群包): define, count, explain, export, push.", no_args_is_help=True
+)
 destination_app = typer.Typer(help="Push destinations (推送目的地): signed webhooks.", no_args_is_help=True)
 BASE = "/v1/admin/audiences"
 
@@ -57,7 +68,9 @@ def create(
     name: Annotated[str, typer.Argument(help="Display name (zh or en), unique.")],
     definition: DefinitionOption = None,
     kind: Annotated[str, typer.Option(help="dynamic (evaluated when used) or static (snapshot now).")] = "dynamic",
-    schedule: Annotated[str | None, typer.Option(help="Cron for refreshing a dynamic audience, e.g. '0 8 1 * *'.")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="Cron for refreshing a dynamic audience, e.g. '0 8 1 * *'.")
+    ] = None,
     name_en: Annotated[str | None, typer.Option("--name-en", help="English name.")] = None,
     description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
     as_json: JsonOption = False,
@@ -190,7 +203,12 @@ def import_file(
     if as_json:
         _print(got, True)
         return
-    _print(got, False, f"导入 Imported {got['audience']['id']}", ["rows", "matched", "unmatched", "invalid", "empty", "members"])
+    _print(
+        got,
+        False,
+        f"导入 Imported {got['audience']['id']}",
+        ["rows", "matched", "unmatched", "invalid", "empty", "members"],
+    )
     if got["unmatched"] or got["invalid"]:
         console.print(f"unmatched rows: tessera audience import-rows {got['audience']['id']} --status unmatched")
 
@@ -202,13 +220,20 @@ def import_rows(audience_id: str, status: Annotated[str | None, typer.Option(hel
     """The import report of an imported audience, row by row."""
     params = {"limit": limit, **({"status": status} if status else {})}
     got = _call(data_dir, "GET", f"{BASE}/{audience_id}/import-rows", params=params)
-    _print(got, as_json, "导入明细 Import rows", ["line", "id_type", "raw_value", "id_value", "status", "reason", "profile_id"])
+    _print(
+        got,
+        as_json,
+        "导入明细 Import rows",
+        ["line", "id_type", "raw_value", "id_value", "status", "reason", "profile_id"],
+    )
 
 
 @audience_app.command("explain")
 def explain(
     audience_id: Annotated[str | None, typer.Argument(help="A dynamic audience (or give --definition).")] = None,
-    identifier: Annotated[str | None, typer.Option("--identifier", "-i", help="TYPE:VALUE, e.g. phone:13800138000.")] = None,
+    identifier: Annotated[
+        str | None, typer.Option("--identifier", "-i", help="TYPE:VALUE, e.g. phone:13800138000.")
+    ] = None,
     profile_id: Annotated[str | None, typer.Option("--id", help="A profile id.")] = None,
     definition: DefinitionOption = None,
     as_json: JsonOption = False,
@@ -239,12 +264,18 @@ def export(
     audience_id: str,
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write (.csv or .parquet).")],
     columns: Annotated[str, typer.Option(help="Comma-separated: name, city, id:phone, id:email, tag:rfm_group …")] = "",
-    hash_identifiers: Annotated[bool, typer.Option("--hash", help="SHA-256 of phones and emails (ad platforms).")] = False,
+    hash_identifiers: Annotated[
+        bool, typer.Option("--hash", help="SHA-256 of phones and emails (ad platforms).")
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Export members with chosen columns to CSV or Parquet."""
     fmt = "parquet" if out.suffix.lower() == ".parquet" else "csv"
-    body = {"columns": [c.strip() for c in columns.split(",") if c.strip()], "format": fmt, "hash_identifiers": hash_identifiers}
+    body = {
+        "columns": [c.strip() for c in columns.split(",") if c.strip()],
+        "format": fmt,
+        "hash_identifiers": hash_identifiers,
+    }
     instance = open_instance(data_dir)
     try:
         r = api_request(instance, "POST", f"{BASE}/{audience_id}/export", json=body)
@@ -285,7 +316,12 @@ def insight(
     data_dir: DataDirOption = None,
 ) -> None:
     """Distribution of attributes and tags vs. a comparison, with TGI (群组洞察)."""
-    got = _call(data_dir, "GET", f"{BASE}/{audience_id}/insight", params={"columns": columns, "compare_to": compare_to, "top": top})
+    got = _call(
+        data_dir,
+        "GET",
+        f"{BASE}/{audience_id}/insight",
+        params={"columns": columns, "compare_to": compare_to, "top": top},
+    )
     if as_json:
         _print(got, True)
         return
@@ -306,7 +342,12 @@ def destination_create(name: str, url: Annotated[str, typer.Option(help="https:/
 @destination_app.command("list")
 def destination_list(as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Every destination."""
-    _print(_call(data_dir, "GET", "/v1/admin/destinations"), as_json, "推送目的地 Destinations", ["id", "name", "kind", "url"])
+    _print(
+        _call(data_dir, "GET", "/v1/admin/destinations"),
+        as_json,
+        "推送目的地 Destinations",
+        ["id", "name", "kind", "url"],
+    )
 
 
 @destination_app.command("delete")

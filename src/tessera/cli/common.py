@@ -79,9 +79,9 @@ def api_request(instance: Instance, method: str, path: str, **kw: Any) -> httpx.
             )  # fmt: skip
         except httpx.HTTPError as exc:
             fail(f"the server at {running['url']} did not answer: {exc}", code=1)
-    from fastapi.testclient import TestClient  # noqa: PLC0415 - only for commands without a server
+    from fastapi.testclient import TestClient
 
-    from tessera.api.app import create_app  # noqa: PLC0415 - the API imports every service
+    from tessera.api.app import create_app
 
     token = "local-cli"
     client = TestClient(create_app(instance, local_token=token))
@@ -102,7 +102,7 @@ def call_api(instance: Instance, method: str, path: str, **kw: Any) -> Any:
 
 def read_json_arg(text: str, what: str) -> Any:
     """A JSON argument given inline or as ``@file.json``; exits 2 naming ``what`` when it is not JSON."""
-    import json  # noqa: PLC0415
+    import json
 
     try:
         if text.startswith("@"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -124,6 +125,7 @@ def _done(stage: str, what: str, seconds: float) -> None:
 def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any, list[dict[str, Any]]]:
     """Generate, import, and prepare the live messages; returns the marker and the messages."""
     from tessera.demo import load
+    from tessera.demo.audiences import create_audiences
     from tessera.demo.generate import generate
     from tessera.demo.live import live_messages
 
@@ -175,6 +177,11 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
         profiles = load.refresh_profiles(instance, now=now)
     timings["attributes"] = time.perf_counter() - started
     _done("画像 Profile attributes", f"{profiles:,} profiles", timings["attributes"])
+    started = time.perf_counter()
+    with console.status("群组 Creating audiences …"):
+        made = create_audiences(instance)
+    timings["audiences"] = time.perf_counter() - started
+    _done("群组 Audiences", " · ".join(f"{a.name} {a.member_count or 0:,}" for a in made), timings["audiences"])
     messages = live_messages(users=users, seed=seed, now=now, count=live) if live else []
     marker = load.Marker(users=users, seed=seed, generated_at=load.utc_iso(now), counts=dict(c), timings=timings)
     marker.write(instance.data_dir.root)
@@ -238,7 +245,15 @@ def _ready(
     )
     stats = f"curl -H 'Authorization: Bearer {token}' {url}/v1/admin/stats"
     events = f"curl -H 'Authorization: Bearer {token}' '{url}/v1/admin/events?limit=5&event=Order%20Completed'"
-    cli = f"tessera stats --data-dir {root}"
+    question = {"definition": {"type": "and", "children": [
+        {"type": "attribute", "field": "city", "op": "eq", "value": "上海"},
+        {"type": "event", "event": "Product Viewed", "window": {"last": 30}, "count": {"op": "gte", "value": 2}},
+    ]}}  # fmt: skip
+    estimate = (
+        f"curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+        f"{url}/v1/admin/audiences/estimate \\\n  -d '{json.dumps(question, ensure_ascii=False, separators=(',', ':'))}'"
+    )
+    cli = f"tessera stats --data-dir {root}\ntessera audience list --data-dir {root}"
     head = (
         f"[bold]Tessera is serving 正在服务[/] {url}   API docs: {url}/docs"
         if serving
@@ -249,7 +264,7 @@ def _ready(
     console.print(f"Write key 写入密钥 (官方App):   [bold]{write_key}[/]", soft_wrap=True, highlight=False)
     console.print(table)
     console.print("\n[bold]Try it 试一试[/]  (track / batch with the write key; admin API with the token)")
-    for line in (track, batch, stats, events, cli):
+    for line in (track, batch, stats, events, estimate, cli):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
         console.print()
     if serving:

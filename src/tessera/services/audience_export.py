@@ -27,7 +27,7 @@ BOM = "\ufeff"
 _PATH_PARAM = "export_path"
 #: COPY options per format: constant text, nothing from the user.
 _COPY_OPTIONS: dict[ExportFormat, str] = {
-    "csv": "FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"', ENCODING 'utf-8'",
+    "csv": "FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"'",  # DuckDB writes UTF-8
     "parquet": "FORMAT parquet, COMPRESSION zstd",
 }
 

@@ -187,11 +187,15 @@ def import_rows(*, inst: Instance, audience_id: str, status: str | None = None, 
     """The import report of an imported audience (e.g. ``status='unmatched'``), in file order."""
     if status is not None and status not in _STATUSES:
         raise AudienceError(422, "status", f"status must be one of {', '.join(_STATUSES)}")
-    rows = inst.analytic.cursor().execute(
-        "SELECT r.line, r.id_type, r.raw_value, r.id_value, p.profile_id, r.status, r.reason "
-        "FROM audience_import_rows AS r LEFT JOIN profiles AS p ON p.profile_idx = r.profile_idx "
-        "WHERE r.audience_id = $aud AND (CAST($status AS VARCHAR) IS NULL OR r.status = $status) ORDER BY r.line LIMIT $lim OFFSET $off",
-        {"aud": audience_id, "status": status, "lim": limit, "off": offset},
-    ).fetchall()
+    rows = (
+        inst.analytic.cursor()
+        .execute(
+            "SELECT r.line, r.id_type, r.raw_value, r.id_value, p.profile_id, r.status, r.reason "
+            "FROM audience_import_rows AS r LEFT JOIN profiles AS p ON p.profile_idx = r.profile_idx "
+            "WHERE r.audience_id = $aud AND (CAST($status AS VARCHAR) IS NULL OR r.status = $status) ORDER BY r.line LIMIT $lim OFFSET $off",
+            {"aud": audience_id, "status": status, "lim": limit, "off": offset},
+        )
+        .fetchall()
+    )
     cols = ("line", "id_type", "raw_value", "id_value", "profile_id", "status", "reason")
     return [ImportRow(**dict(zip(cols, r, strict=True))) for r in rows]

@@ -21,7 +21,7 @@ from tessera.compiler import compile_explain
 from tessera.compiler.query import Params, Query
 from tessera.domain.conditions import COMPUTED_FIELDS, leaves
 from tessera.runtime import Instance
-from tessera.services.audiences import AudienceError, check_definition, compile_context, members_of
+from tessera.services.audiences import AudienceError, check_definition, compile_context, members_of, temp_table
 from tessera.services.identity_rules import get_rules
 from tessera.services.profile_view import ProfileViewError, find_profile
 
@@ -82,7 +82,7 @@ def _counts(members: str, column: str, params: Params) -> exp.Query:
         return (
             exp.select(exp.column("value", "t").as_("v"), exp.Count(this=exp.Star()).as_("n"))
             .from_(src)
-            .join(exp.alias_(exp.paren(tags), "t", table=True), on="t.profile_idx = m.profile_idx", join_type="left")
+            .join(tags.subquery("t"), on="t.profile_idx = m.profile_idx", join_type="left")
             .group_by("v")
         )
     value, _ = _value_expr(column, params)
@@ -103,19 +103,22 @@ def _numeric_counts(column: str, params: Params, cur: Any) -> tuple[exp.Query, e
         return (
             exp.select(col.as_("x"))
             .from_(exp.alias_(exp.to_table(members), "m", table=True))
-            .join(exp.alias_(exp.to_table("profile_attributes"), "a"), on="a.profile_idx = m.profile_idx", join_type="left")
+            .join(
+                exp.alias_(exp.to_table("profile_attributes"), "a"),
+                on="a.profile_idx = m.profile_idx",
+                join_type="left",
+            )
         )
 
     q = exp.select(exp.func("quantile_disc", exp.column("x"), exp.Array(expressions=[
-        exp.Literal.number(f) for f in (0.2, 0.4, 0.6, 0.8)]))).from_(exp.alias_(exp.paren(over("_ins_b")), "s", table=True))  # fmt: skip
+        exp.Literal.number(f) for f in (0.2, 0.4, 0.6, 0.8)]))).from_(over("_ins_b").subquery("s"))  # fmt: skip
     edges = [float(e) for e in (Query(q, params.values).execute(cur)[0][0] or [])]
     edges = sorted(set(edges))
-    label: exp.Expr = exp.Null()
     cases = exp.Case()
     lower: float | None = None
     for edge in edges:
         text = f"< {edge:g}" if lower is None else f"{lower:g} – {edge:g}"
-        cases = cases.when(exp.column("x").lt(params.add(edge)), params.add(text))
+        cases = cases.when(exp.LT(this=exp.column("x"), expression=params.add(edge)), params.add(text))
         lower = edge
     cases = cases.else_(params.add(f">= {lower:g}" if lower is not None else "all"))
     label = exp.Case().when(exp.column("x").is_(exp.null()), exp.null()).else_(cases)
@@ -123,7 +126,7 @@ def _numeric_counts(column: str, params: Params, cur: Any) -> tuple[exp.Query, e
     def counted(members: str) -> exp.Query:
         return (
             exp.select(label.as_("v"), exp.Count(this=exp.Star()).as_("n"))
-            .from_(exp.alias_(exp.paren(over(members)), "s", table=True))
+            .from_(over(members).subquery("s"))
             .group_by("v")
         )
 
@@ -140,7 +143,8 @@ def insight(*, inst: Instance, audience_id: str, columns: list[str], compare_to:
     for c in columns:
         if not c.strip() or len(c) > 200:
             raise AudienceError(422, "columns", f"not a column name: {c!r}")
-    with inst.analytic.transaction() as cur:
+    cur = inst.analytic.cursor()  # temp tables live on this cursor; nothing shared is written
+    try:
         for name, aud in (("_ins_a", audience_id), ("_ins_b", None if compare_to == "everyone" else compare_to)):
             params = Params()
             if aud is None:
@@ -148,10 +152,8 @@ def insight(*, inst: Instance, audience_id: str, columns: list[str], compare_to:
             else:
                 with members_of(inst=inst, audience_id=aud, params=params) as m:
                     tree = m.tree
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
-            create = exp.Create(this=exp.to_table(name), kind="TABLE", expression=exp.select("DISTINCT profile_idx").from_(
-                exp.alias_(exp.paren(tree), "s", table=True)), properties=exp.Properties(expressions=[exp.TemporaryProperty()]))  # fmt: skip
-            Query(create, params.values).execute(cur)  # type: ignore[arg-type]
+            distinct = exp.select("profile_idx").distinct().from_(tree.subquery("s"))
+            Query(temp_table(name, distinct), params.values).execute(cur)
         size_a = int(cur.execute("SELECT count(*) FROM _ins_a").fetchall()[0][0])
         size_b = int(cur.execute("SELECT count(*) FROM _ins_b").fetchall()[0][0])
         out = []
@@ -171,8 +173,8 @@ def insight(*, inst: Instance, audience_id: str, columns: list[str], compare_to:
                                          base_count=b.get(v, 0), base_share=round(base, 6),
                                          tgi=round(share / base * 100, 1) if base else None))  # fmt: skip
             out.append(ColumnInsight(column=column, values=values[:top]))
-        cur.execute("DROP TABLE _ins_a")
-        cur.execute("DROP TABLE _ins_b")
+    finally:
+        cur.close()
     return Insight(audience_id=audience_id, compare_to=compare_to, members=size_a, base_members=size_b, columns=out)
 
 
@@ -193,7 +195,7 @@ class Explanation(BaseModel):
 def explain(*, inst: Instance, identifier: str | None = None, profile_id: str | None = None,
             audience_id: str | None = None, definition: Any = None) -> Explanation:  # fmt: skip
     """Which leaves matched for one profile (given by ``TYPE:VALUE`` or profile id), and on what values."""
-    import orjson  # noqa: PLC0415
+    import orjson
 
     cur = inst.analytic.cursor()
     try:
@@ -204,11 +206,13 @@ def explain(*, inst: Instance, identifier: str | None = None, profile_id: str | 
         raise AudienceError(404, "profile", "no profile with that identifier or id")
     with inst.operational.session() as s:
         if audience_id is not None:
-            from tessera.services.audiences import _get_row  # noqa: PLC0415
+            from tessera.services.audiences import _get_row
 
             row = _get_row(s, audience_id)
             if row.kind != "dynamic" or row.definition is None:
-                raise AudienceError(409, "audience", f"a {row.kind} audience has no definition to explain; see its members")
+                raise AudienceError(
+                    409, "audience", f"a {row.kind} audience has no definition to explain; see its members"
+                )
             definition = row.definition
         cond = check_definition(definition, inst=inst, session=s)
         query = compile_explain(cond, compile_context(inst, s), profile_idx=ref.profile_idx)

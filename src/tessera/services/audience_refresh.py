@@ -24,7 +24,7 @@ from tessera.compiler import compile_members
 from tessera.compiler.query import Params, Query
 from tessera.domain.conditions import parse_condition
 from tessera.runtime import Instance
-from tessera.services.audiences import AudienceError, _get_row, compile_context, next_run
+from tessera.services.audiences import AudienceError, _get_row, compile_context, next_run, temp_table
 from tessera.stores.models import AudienceRow
 
 ENTERED = "Audience Entered"
@@ -94,15 +94,12 @@ def refresh(*, inst: Instance, audience_id: str, trigger: str = "manual") -> Ref
     now = started.replace(tzinfo=None)
     new = (
         exp.select(exp.column("profile_idx", "p"), exp.column("profile_id", "p"))
-        .from_(exp.alias_(exp.paren(members.tree), "m", table=True))
+        .from_(members.tree.subquery("m"))
         .join(exp.alias_(exp.to_table("profiles"), "p"), on="p.profile_idx = m.profile_idx")
     )
     values = {"aud": audience_id, "run": run_id, "now": now}
     with inst.analytic.transaction() as cur:
-        cur.execute("DROP TABLE IF EXISTS _refresh_new")
-        create = exp.Create(this=exp.to_table("_refresh_new"), kind="TABLE", expression=new,
-                            properties=exp.Properties(expressions=[exp.TemporaryProperty()]))  # fmt: skip
-        Query(create, params.values).execute(cur)  # type: ignore[arg-type]
+        Query(temp_table("_refresh_new", new), params.values).execute(cur)
         cur.execute(_CHANGES, values)
         entered_id, exited_id = _event_id(cur, ENTERED), _event_id(cur, EXITED)
         cur.execute(_EMIT, {"run": run_id, "now": now, "name": name, "source": SYSTEM_SOURCE_ID,
@@ -111,7 +108,7 @@ def refresh(*, inst: Instance, audience_id: str, trigger: str = "manual") -> Ref
             "SELECT count_if(change = 'entered'), count_if(change = 'exited') FROM audience_changes WHERE run_id = $run",
             {"run": run_id},
         ).fetchall()[0]
-        cur.execute(_KEEP, values)
+        cur.execute(_KEEP, {"aud": audience_id, "now": now})
         cur.execute("DELETE FROM audience_members WHERE audience_id = $aud", {"aud": audience_id})
         cur.execute("INSERT INTO audience_members SELECT * FROM _refresh_keep")
         total = int(cur.execute("SELECT count(*) FROM _refresh_keep").fetchall()[0][0])
@@ -146,7 +143,7 @@ def refresh_due(*, inst: Instance) -> list[RefreshResult]:
     for audience_id in due:
         try:
             done.append(refresh(inst=inst, audience_id=audience_id, trigger="schedule"))
-        except Exception as e:  # noqa: BLE001 - one bad audience must not stop the others; reported below
+        except Exception as e:
             failed.append(f"{audience_id}: {type(e).__name__}: {e}")
         with inst.operational.session() as s:
             row = _get_row(s, audience_id)
@@ -187,27 +184,37 @@ class Scheduler:
             try:
                 refresh_due(inst=self.inst)
                 self.last_error = None
-            except Exception as e:  # noqa: BLE001 - the scheduler outlives one bad audience; the error is shown in /health
+            except Exception as e:
                 self.last_error = f"{type(e).__name__}: {e}"
 
 
-def changes(*, inst: Instance, audience_id: str, limit: int = 100, change: str | None = None) -> list[dict[str, object]]:
+def changes(
+    *, inst: Instance, audience_id: str, limit: int = 100, change: str | None = None
+) -> list[dict[str, object]]:
     """Who entered or left, newest first."""
-    rows = inst.analytic.cursor().execute(
-        "SELECT profile_id, change, changed_at, run_id FROM audience_changes "
-        "WHERE audience_id = $aud AND (CAST($change AS VARCHAR) IS NULL OR change = $change) "
-        "ORDER BY changed_at DESC, profile_id LIMIT $lim",
-        {"aud": audience_id, "change": change, "lim": limit},
-    ).fetchall()
+    rows = (
+        inst.analytic.cursor()
+        .execute(
+            "SELECT profile_id, change, changed_at, run_id FROM audience_changes "
+            "WHERE audience_id = $aud AND (CAST($change AS VARCHAR) IS NULL OR change = $change) "
+            "ORDER BY changed_at DESC, profile_id LIMIT $lim",
+            {"aud": audience_id, "change": change, "lim": limit},
+        )
+        .fetchall()
+    )
     return [dict(zip(("profile_id", "change", "changed_at", "run_id"), r, strict=True)) for r in rows]
 
 
 def runs(*, inst: Instance, audience_id: str, limit: int = 50) -> list[dict[str, object]]:
     """The audience's refreshes, newest first."""
     cols = ("run_id", "trigger", "started_at", "finished_at", "members", "entered", "exited")
-    rows = inst.analytic.cursor().execute(
-        "SELECT run_id, trigger, started_at, finished_at, members, entered, exited FROM audience_runs "
-        "WHERE audience_id = $aud ORDER BY started_at DESC LIMIT $lim",
-        {"aud": audience_id, "lim": limit},
-    ).fetchall()
+    rows = (
+        inst.analytic.cursor()
+        .execute(
+            "SELECT run_id, trigger, started_at, finished_at, members, entered, exited FROM audience_runs "
+            "WHERE audience_id = $aud ORDER BY started_at DESC LIMIT $lim",
+            {"aud": audience_id, "lim": limit},
+        )
+        .fetchall()
+    )
     return [dict(zip(cols, r, strict=True)) for r in rows]

@@ -161,6 +161,14 @@ def _check_name(session: Session, name: str, *, own_id: str | None = None) -> No
         raise AudienceError(409, "name", f"an audience named {name!r} exists ({clash.id})")
 
 
+def temp_table(name: str, select_: exp.Query) -> exp.Create:
+    """``CREATE OR REPLACE TEMP TABLE name AS select_`` (lives on the cursor that runs it)."""
+    return exp.Create(
+        this=exp.to_table(name), kind="TABLE", expression=select_, replace=True,
+        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+    )  # fmt: skip
+
+
 def new_id() -> str:
     return "aud_" + secrets.token_hex(6)
 
@@ -197,7 +205,7 @@ def snapshot(*, inst: Instance, session: Session, audience_id: str, cond: Condit
     at = params.add(now)
     insert = (
         exp.select(aud, exp.column("profile_idx", "p"), exp.column("profile_id", "p"), at)
-        .from_(exp.alias_(exp.paren(members.tree), "m", table=True))
+        .from_(members.tree.subquery("m"))
         .join(exp.alias_(exp.to_table("profiles"), "p"), on="p.profile_idx = m.profile_idx")
     )
     with inst.analytic.transaction() as cur:
@@ -227,8 +235,8 @@ def list_audiences(*, inst: Instance, kind: str | None = None, status: str | Non
 def users_of(session: Session, audience_id: str) -> list[AudienceRow]:
     """Audiences whose definitions name ``audience_id`` (in_audience)."""
     out = []
-    for row in session.scalars(select(AudienceRow).where(AudienceRow.definition.is_not(None))):
-        if row.id != audience_id and audience_id in audience_refs(parse_condition(row.definition)):
+    for row in session.scalars(select(AudienceRow).order_by(AudienceRow.created_at)):
+        if row.definition and row.id != audience_id and audience_id in audience_refs(parse_condition(row.definition)):
             out.append(row)
     return out
 
@@ -332,16 +340,18 @@ def _profile_total(inst: Instance) -> int:
 
 def estimate(*, inst: Instance, definition: Any = None, audience_id: str | None = None) -> Estimate:
     """Count members without saving anything: in-memory columns when the condition allows, else SQL."""
-    from tessera.compiler.columnar import count_members  # noqa: PLC0415 - optional fast path
+    from tessera.compiler.columnar import count_members
 
     started = time.perf_counter()
     with inst.operational.session() as s:
         if audience_id is not None:
             row = _get_row(s, audience_id)
             if row.kind != "dynamic":
-                n = inst.analytic.cursor().execute(
-                    "SELECT count(*) FROM audience_members_current WHERE audience_id = ?", [row.id]
-                ).fetchall()[0][0]
+                n = (
+                    inst.analytic.cursor()
+                    .execute("SELECT count(*) FROM audience_members_current WHERE audience_id = ?", [row.id])
+                    .fetchall()[0][0]
+                )
                 return Estimate(members=int(n), profiles=_profile_total(inst), engine="stored",
                                 took_ms=(time.perf_counter() - started) * 1000)  # fmt: skip
             definition = row.definition
@@ -361,7 +371,7 @@ def estimate(*, inst: Instance, definition: Any = None, audience_id: str | None 
 
 def profile_columns(inst: Instance) -> Any:
     """The instance's in-memory profile columns (one cache per analytic store)."""
-    from tessera.stores.profile_columns import ProfileColumns  # noqa: PLC0415
+    from tessera.stores.profile_columns import ProfileColumns
 
     cache = inst.__dict__.get("_profile_columns")
     if cache is None:
@@ -389,16 +399,20 @@ class MembersPage(BaseModel):
 def _member_rows(members: Members, *, limit: int, after: int | None, order: exp.Expr | None,
                  inst: Instance) -> list[MemberRow]:  # fmt: skip
     p = members.params
-    m = exp.alias_(exp.paren(members.tree), "m", table=True)
+    m = members.tree.subquery("m")
 
     def trait(key: str) -> exp.Expr:
         return exp.func("json_extract_string", exp.column("traits", "a"), p.add(f"$.{key}"))
 
     q = (
         exp.select(
-            exp.column("profile_idx", "p"), exp.column("profile_id", "p"), trait("name").as_("name"),
-            trait("city").as_("city"), trait("member_level").as_("member_level"),
-            exp.column("total_spend", "a"), exp.column("last_seen", "a"),
+            exp.column("profile_idx", "p"),
+            exp.column("profile_id", "p"),
+            trait("name").as_("name"),
+            trait("city").as_("city"),
+            trait("member_level").as_("member_level"),
+            exp.column("total_spend", "a"),
+            exp.column("last_seen", "a"),
         )  # fmt: skip
         .from_(m)
         .join(exp.alias_(exp.to_table("profiles"), "p"), on="p.profile_idx = m.profile_idx")
@@ -406,7 +420,7 @@ def _member_rows(members: Members, *, limit: int, after: int | None, order: exp.
         .limit(p.add(limit))
     )
     if after is not None:
-        q = q.where(exp.column("profile_idx", "p").gt(p.add(after)))
+        q = q.where(exp.GT(this=exp.column("profile_idx", "p"), expression=p.add(after)))
     q = q.order_by(order if order is not None else exp.column("profile_idx", "p"))
     rows = Query(q, p.values).execute(inst.analytic.cursor())
     cols = ("profile_idx", "profile_id", "name", "city", "member_level", "total_spend", "last_seen")
