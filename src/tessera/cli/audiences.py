@@ -59,8 +59,18 @@ def _print(body: Any, as_json: bool, title: str | None = None, columns: list[str
     for c in columns:
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
+        table.add_row(*[_cell(r.get(c)) for c in columns])
     console.print(table)
+
+
+def _cell(value: Any) -> str:
+    """A table cell: ISO times to the minute (UTC offset kept), None as blank."""
+    if value is None:
+        return ""
+    text = str(value)
+    if len(text) >= 19 and text[4] == "-" and text[10] == "T":
+        return text[:16].replace("T", " ") + (text[-6:] if text[-6] in "+-" else "")
+    return text
 
 
 @audience_app.command("create")

@@ -79,13 +79,19 @@ def api_request(instance: Instance, method: str, path: str, **kw: Any) -> httpx.
             )  # fmt: skip
         except httpx.HTTPError as exc:
             fail(f"the server at {running['url']} did not answer: {exc}", code=1)
-    from fastapi.testclient import TestClient
+    import anyio  # noqa: PLC0415 - only for commands without a server
 
-    from tessera.api.app import create_app
+    from tessera.api.app import create_app  # noqa: PLC0415 - the API imports every service
 
     token = "local-cli"
-    client = TestClient(create_app(instance, local_token=token))
-    return client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+    app = create_app(instance, local_token=token)  # without its lifespan: no ingestion pipeline
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tessera.local") as client:
+            return await client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    return anyio.run(ask)
 
 
 def call_api(instance: Instance, method: str, path: str, **kw: Any) -> Any:
