@@ -40,7 +40,7 @@ class Query:
     params: dict[str, Any]
 
     def render(self, dialect: str = "duckdb") -> str:
-        from tessera.compiler.render import render  # noqa: PLC0415 - render imports dialect tables
+        from tessera.compiler.render import render  # here: render imports this module (DIALECTS)
 
         return render(self.tree, dialect=dialect, params=self.params)
 
@@ -54,4 +54,5 @@ class Query:
         return {k: v for k, v in self.params.items() if k in names}
 
     def columns(self) -> Sequence[str]:
+        """The names of the columns the query returns."""
         return [s.alias_or_name for s in self.tree.selects]

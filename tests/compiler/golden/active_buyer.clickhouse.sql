@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p WHERE p.profile_idx IN (SELECT l.profile_idx FROM events AS e JOIN identity_links AS l ON l.obs_idx = e.identity_idx WHERE l.profile_idx IS NOT NULL AND e.event_id = (SELECT event_id FROM event_names WHERE name = {p1: String}) AND COALESCE(e.category = {p2: String}, FALSE) AND e."timestamp" >= {p3: DateTime64(6)} AND e."timestamp" < {p4: DateTime64(6)} GROUP BY l.profile_idx HAVING COUNT(*) >= {p5: Int64})
+-- params: {"p1": "下单", "p2": "女装", "p3": "2026-01-30 04:00:00", "p4": "2026-03-01 04:00:00.000001", "p5": 3}

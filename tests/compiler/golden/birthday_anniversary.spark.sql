@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p LEFT JOIN profile_attributes AS a ON a.profile_idx = p.profile_idx WHERE COALESCE(CAST(DATE_FORMAT(CASE WHEN GET_JSON_OBJECT(a.traits, '$.birthday') RLIKE '^(\\d{4}-\\d{2}-\\d{2}([T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?)?|\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:\\d{2}))$' THEN TRY_TO_TIMESTAMP(GET_JSON_OBJECT(a.traits, '$.birthday')) END, 'MMdd') AS INT) BETWEEN :p1 AND :p2, FALSE)
+-- params: {"p1": 301, "p2": 308}

@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p LEFT JOIN profile_attributes AS a ON a.profile_idx = p.profile_idx WHERE COALESCE(has({p1: Array(String)}, CASE WHEN JSONType(a.traits, 'city') = 'String' THEN JSONExtractString(a.traits, 'city') WHEN JSONType(a.traits, 'city') IN ('Int64', 'UInt64', 'Double', 'Bool') THEN JSONExtractRaw(a.traits, 'city') END), FALSE)
+-- params: {"p1": ["上海", "北京"]}

@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p WHERE p.profile_idx IN (SELECT l.profile_idx FROM events AS e JOIN identity_links AS l ON l.obs_idx = e.identity_idx WHERE l.profile_idx IS NOT NULL AND e.event_id = (SELECT event_id FROM event_names WHERE name = $p1) GROUP BY l.profile_idx HAVING MIN(e."timestamp") >= $p2 AND MIN(e."timestamp") < $p3)
+-- params: {"p1": "浏览商品", "p2": "2026-02-22 04:00:00", "p3": "2026-03-01 04:00:00.000001"}

@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p WHERE p.profile_idx IN (SELECT l.profile_idx FROM events AS e JOIN identity_links AS l ON l.obs_idx = e.identity_idx WHERE l.profile_idx IS NOT NULL AND e.event_id = (SELECT event_id FROM event_names WHERE name = $p1) AND e."timestamp" >= $p2 AND e."timestamp" < $p3 GROUP BY l.profile_idx HAVING SUM(e.revenue) >= $p4)
+-- params: {"p1": "下单", "p2": "2025-12-31 16:00:00", "p3": "2026-01-31 16:00:00", "p4": 1000.0}

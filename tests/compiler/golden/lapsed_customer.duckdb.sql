@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p WHERE NOT p.profile_idx IN (SELECT l.profile_idx FROM orders AS o JOIN identity_links AS l ON l.obs_idx = o.identity_idx WHERE l.profile_idx IS NOT NULL AND (o.status IS NULL OR NOT LOWER(o.status) IN ('cancelled', 'refunded')) AND o.coupon_code IS NOT NULL AND o.ordered_at >= $p1 AND o.ordered_at < $p2 GROUP BY l.profile_idx HAVING NOT SUM(o.total) < $p3)
+-- params: {"p1": "2025-12-01 04:00:00", "p2": "2026-03-01 04:00:00.000001", "p3": 1.0}

@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p LEFT JOIN profile_attributes AS a ON a.profile_idx = p.profile_idx WHERE COALESCE(CASE WHEN REGEXP_FULL_MATCH(JSON_EXTRACT_STRING(a.traits, '/points'), '[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?') AND ISFINITE(TRY_CAST(JSON_EXTRACT_STRING(a.traits, '/points') AS DOUBLE)) THEN TRY_CAST(JSON_EXTRACT_STRING(a.traits, '/points') AS DOUBLE) END BETWEEN $p1 AND $p2, FALSE)
+-- params: {"p1": 100.0, "p2": 500.0}

@@ -1,0 +1,2 @@
+SELECT p.profile_idx, p.profile_id FROM profiles AS p LEFT JOIN profile_attributes AS a ON a.profile_idx = p.profile_idx WHERE COALESCE(CASE WHEN GET_JSON_OBJECT(a.traits, '$.registered_at') RLIKE '^(\\d{4}-\\d{2}-\\d{2}([T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?)?|\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:\\d{2}))$' THEN TRY_TO_TIMESTAMP(GET_JSON_OBJECT(a.traits, '$.registered_at')) END >= :p1, FALSE)
+-- params: {"p1": "2025-06-01 16:00:00"}
