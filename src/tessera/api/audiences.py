@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +15,7 @@ from tessera.runtime import Instance
 from tessera.services import audience_import, audience_insight, audience_push, audience_refresh, audiences
 from tessera.services.audience_import import ImportReport, ImportRow
 from tessera.services.audience_insight import Explanation, Insight
-from tessera.services.audience_refresh import RefreshResult
+from tessera.services.audience_refresh import Change, RefreshResult, Run
 from tessera.services.audiences import (
     Audience,
     AudienceDraft,
@@ -69,23 +68,6 @@ class PushIn(BaseModel):
     columns: list[str] = Field(default_factory=list, max_length=100)
     batch_size: int = Field(default=1000, ge=1, le=10_000)
     hash_identifiers: bool = False
-
-
-class ChangeOut(BaseModel):
-    profile_id: str
-    change: Literal["entered", "exited"]
-    changed_at: datetime
-    run_id: str
-
-
-class RunOut(BaseModel):
-    run_id: str
-    trigger: str
-    started_at: datetime
-    finished_at: datetime
-    members: int
-    entered: int
-    exited: int
 
 
 @router.post("", status_code=201, response_model=Audience)
@@ -187,23 +169,22 @@ def refresh(request: Request, instance: InstanceDep, audience_id: str) -> Refres
     return audience_refresh.refresh(inst=instance, audience_id=audience_id, trigger="api")
 
 
-@router.get("/{audience_id}/changes", response_model=list[ChangeOut])
+@router.get("/{audience_id}/changes", response_model=list[Change])
 def changes(
     instance: InstanceDep,
     audience_id: str,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     change: Literal["entered", "exited"] | None = None,
-) -> list[ChangeOut]:
+) -> list[Change]:
     """Membership changes, newest first."""
     audiences.get_audience(inst=instance, audience_id=audience_id)
-    rows = audience_refresh.changes(inst=instance, audience_id=audience_id, limit=limit, change=change)
-    return [ChangeOut(**r) for r in rows]
+    return audience_refresh.changes(inst=instance, audience_id=audience_id, limit=limit, change=change)
 
 
-@router.get("/{audience_id}/runs", response_model=list[RunOut])
-def runs(instance: InstanceDep, audience_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[RunOut]:
+@router.get("/{audience_id}/runs", response_model=list[Run])
+def runs(instance: InstanceDep, audience_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[Run]:
     audiences.get_audience(inst=instance, audience_id=audience_id)
-    return [RunOut(**r) for r in audience_refresh.runs(inst=instance, audience_id=audience_id, limit=limit)]
+    return audience_refresh.runs(inst=instance, audience_id=audience_id, limit=limit)
 
 
 @router.get("/{audience_id}/import-rows", response_model=list[ImportRow])

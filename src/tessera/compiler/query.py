@@ -46,12 +46,28 @@ class Query:
 
     def execute(self, cur: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
         """Run on DuckDB and fetch every row."""
-        return cur.execute(self.render("duckdb"), self.used_params()).fetchall()
+        return run(cur, self.tree, self.params)
 
     def used_params(self) -> dict[str, Any]:
         """The values of the placeholders that occur in the tree (DuckDB refuses unused ones)."""
-        names = {p.name for p in self.tree.find_all(exp.Placeholder)}
-        return {k: v for k, v in self.params.items() if k in names}
+        return used_params(self.tree, self.params)
+
+    def columns(self) -> list[str]:
+        """The names of the selected columns."""
+        return [s.alias_or_name for s in self.tree.selects]
+
+
+def used_params(tree: exp.Expr, params: dict[str, Any]) -> dict[str, Any]:
+    names = {p.name for p in tree.find_all(exp.Placeholder)}
+    return {k: v for k, v in params.items() if k in names}
+
+
+def run(cur: duckdb.DuckDBPyConnection, tree: exp.Expr, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Render any statement built around compiled queries (CREATE … AS, INSERT, DELETE) for DuckDB
+    and run it with the placeholder values it uses."""
+    from tessera.compiler.render import render
+
+    return cur.execute(render(tree, dialect="duckdb", params=params), used_params(tree, params)).fetchall()
 
     def columns(self) -> Sequence[str]:
         """The names of the columns the query returns."""

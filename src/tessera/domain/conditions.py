@@ -398,7 +398,16 @@ class Not(_Node):
 
 Leaf = AttributeLeaf | TagLeaf | EventLeaf | OrderLeaf | InAudienceLeaf | HasIdentifierLeaf | RandomBucketLeaf
 Condition = Annotated[
-    And | Or | Not | AttributeLeaf | TagLeaf | EventLeaf | OrderLeaf | InAudienceLeaf | HasIdentifierLeaf | RandomBucketLeaf,
+    And
+    | Or
+    | Not
+    | AttributeLeaf
+    | TagLeaf
+    | EventLeaf
+    | OrderLeaf
+    | InAudienceLeaf
+    | HasIdentifierLeaf
+    | RandomBucketLeaf,
     Field(discriminator="type"),
 ]
 LEAF_TYPES = ("attribute", "tag", "event", "order", "in_audience", "has_identifier", "random_bucket")
@@ -441,9 +450,12 @@ def json_path(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in NODE_TYPES and (prev is None or isinstance(prev, int) or prev == "child"):
-            pass
-        elif part.startswith("function-") or part in ("list[...]",):
+        elif (
+            part in NODE_TYPES
+            and (prev is None or isinstance(prev, int) or prev == "child")
+            or part.startswith("function-")
+            or part in ("list[...]",)
+        ):
             pass
         else:
             out += f".{part}" if out else part
@@ -472,12 +484,12 @@ def parse_condition(data: Any) -> Condition:
     problems = list(_limits(node))
     if problems:
         raise ConditionError(problems)
-    return node  # type: ignore[no-any-return]
+    return node
 
 
 def condition_json(node: Condition) -> dict[str, Any]:
     """The definition as JSON-ready data (dates as ISO text, defaults left out)."""
-    return node.model_dump(mode="json", exclude_none=True, exclude_defaults=False)  # type: ignore[no-any-return]
+    return node.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
 
 def _limits(node: Condition) -> Iterator[tuple[str, str]]:

@@ -104,35 +104,37 @@ def import_audience(*, inst: Instance, name: str, data: bytes, id_type: str | No
     priority = {t.name: i for i, t in enumerate(rules.types)}
     ordered = sorted(columns.items(), key=lambda c: priority[c[1]])
     first_line = 1 if body is rows else 2
-    lines, types, raws, values, reasons = [], [], [], [], []
-    for n, row in enumerate(body):
+    # One candidate per (line, identifier given); a line with none is one 'empty' candidate.
+    found: list[tuple[int, str | None, str | None, str | None, str | None]] = []
+    for n, cells in enumerate(body):
         line = n + first_line
-        any_value = False
+        before = len(found)
         for col, t in ordered:
-            raw = row[col].strip() if col < len(row) else ""
+            raw = cells[col].strip() if col < len(cells) else ""
             if not raw:
                 continue
-            any_value = True
             try:
-                value, reason = normalise(rules, t, raw), None
+                found.append((line, t, raw, normalise(rules, t, raw), None))
             except Rejected as e:
-                value, reason = None, e.reason
-            lines.append(line), types.append(t), raws.append(raw), values.append(value), reasons.append(reason)
-        if not any_value:
-            lines.append(line), types.append(None), raws.append(None), values.append(None), reasons.append(None)
-    cands = pa.table({"line": pa.array(lines, pa.int64()), "id_type": types, "raw_value": raws,
-                      "id_value": values, "reason": reasons, "prio": [priority.get(t, 0) if t else 0 for t in types]})  # fmt: skip
+                found.append((line, t, raw, None, e.reason))
+        if len(found) == before:
+            found.append((line, None, None, None, None))
+    lines, types, raws, values, reasons = (list(c) for c in zip(*found, strict=True)) if found else ([], [], [], [], [])
+    cands = pa.table({"line": pa.array(lines, pa.int64()), "id_type": pa.array(types, pa.string()),
+                      "raw_value": pa.array(raws, pa.string()), "id_value": pa.array(values, pa.string()),
+                      "reason": pa.array(reasons, pa.string()),
+                      "prio": pa.array([priority.get(t, 0) if t else 0 for t in types], pa.int32())})  # fmt: skip
     now = inst.clock.now()
     with inst.operational.session() as s:
         _check_name(s, name)
-        row = AudienceRow(id=new_id(), name=name, name_en=name_en, description=description, kind="imported",
-                          definition=None, schedule=None, status="active", version=1, created_at=now,
-                          updated_at=now, refreshed_at=now)  # fmt: skip
-        s.add(row)
+        made = AudienceRow(id=new_id(), name=name, name_en=name_en, description=description, kind="imported",
+                           definition=None, schedule=None, status="active", version=1, created_at=now,
+                           updated_at=now, refreshed_at=now)  # fmt: skip
+        s.add(made)
         s.flush()
-        counts = _store(inst, row.id, cands, now.replace(tzinfo=None))
-        row.member_count = counts["members"]
-        audience = to_audience(row)
+        counts = _store(inst, made.id, cands, now.replace(tzinfo=None))
+        made.member_count = counts["members"]
+        audience = to_audience(made)
     return ImportReport(audience=audience, rows=len(body), columns={header[c] if body is not rows else "1": t
                         for c, t in columns.items()}, **{k: counts[k] for k in (*_STATUSES, "members")})  # fmt: skip
 

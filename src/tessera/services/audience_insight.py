@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlglot import exp
 
 from tessera.compiler import compile_explain
-from tessera.compiler.query import Params, Query
+from tessera.compiler.query import Params, Query, run
 from tessera.domain.conditions import COMPUTED_FIELDS, leaves
 from tessera.runtime import Instance
 from tessera.services.audiences import AudienceError, check_definition, compile_context, members_of, temp_table
@@ -153,7 +153,7 @@ def insight(*, inst: Instance, audience_id: str, columns: list[str], compare_to:
                 with members_of(inst=inst, audience_id=aud, params=params) as m:
                     tree = m.tree
             distinct = exp.select("profile_idx").distinct().from_(tree.subquery("s"))
-            Query(temp_table(name, distinct), params.values).execute(cur)
+            run(cur, temp_table(name, distinct), params.values)
         size_a = int(cur.execute("SELECT count(*) FROM _ins_a").fetchall()[0][0])
         size_b = int(cur.execute("SELECT count(*) FROM _ins_b").fetchall()[0][0])
         out = []

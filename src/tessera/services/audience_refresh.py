@@ -15,13 +15,14 @@ from __future__ import annotations
 import secrets
 import threading
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlglot import exp
 
 from tessera.compiler import compile_members
-from tessera.compiler.query import Params, Query
+from tessera.compiler.query import Params, run
 from tessera.domain.conditions import parse_condition
 from tessera.runtime import Instance
 from tessera.services.audiences import AudienceError, _get_row, compile_context, next_run, temp_table
@@ -99,7 +100,7 @@ def refresh(*, inst: Instance, audience_id: str, trigger: str = "manual") -> Ref
     )
     values = {"aud": audience_id, "run": run_id, "now": now}
     with inst.analytic.transaction() as cur:
-        Query(temp_table("_refresh_new", new), params.values).execute(cur)
+        run(cur, temp_table("_refresh_new", new), params.values)
         cur.execute(_CHANGES, values)
         entered_id, exited_id = _event_id(cur, ENTERED), _event_id(cur, EXITED)
         cur.execute(_EMIT, {"run": run_id, "now": now, "name": name, "source": SYSTEM_SOURCE_ID,
@@ -188,9 +189,24 @@ class Scheduler:
                 self.last_error = f"{type(e).__name__}: {e}"
 
 
-def changes(
-    *, inst: Instance, audience_id: str, limit: int = 100, change: str | None = None
-) -> list[dict[str, object]]:
+class Change(BaseModel):
+    profile_id: str
+    change: Literal["entered", "exited"]
+    changed_at: datetime
+    run_id: str
+
+
+class Run(BaseModel):
+    run_id: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime
+    members: int
+    entered: int
+    exited: int
+
+
+def changes(*, inst: Instance, audience_id: str, limit: int = 100, change: str | None = None) -> list[Change]:
     """Who entered or left, newest first."""
     rows = (
         inst.analytic.cursor()
@@ -202,10 +218,10 @@ def changes(
         )
         .fetchall()
     )
-    return [dict(zip(("profile_id", "change", "changed_at", "run_id"), r, strict=True)) for r in rows]
+    return [Change(**dict(zip(("profile_id", "change", "changed_at", "run_id"), r, strict=True))) for r in rows]
 
 
-def runs(*, inst: Instance, audience_id: str, limit: int = 50) -> list[dict[str, object]]:
+def runs(*, inst: Instance, audience_id: str, limit: int = 50) -> list[Run]:
     """The audience's refreshes, newest first."""
     cols = ("run_id", "trigger", "started_at", "finished_at", "members", "entered", "exited")
     rows = (
@@ -217,4 +233,4 @@ def runs(*, inst: Instance, audience_id: str, limit: int = 50) -> list[dict[str,
         )
         .fetchall()
     )
-    return [dict(zip(cols, r, strict=True)) for r in rows]
+    return [Run(**dict(zip(cols, r, strict=True))) for r in rows]

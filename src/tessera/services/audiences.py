@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sqlglot import exp
 
 from tessera.compiler import AudienceRef, CompileContext, CompileError, compile_count, compile_members, resolve
-from tessera.compiler.query import Params, Query
+from tessera.compiler.query import Params, Query, run
 from tessera.domain.conditions import Condition, ConditionError, EvalContext, audience_refs, parse_condition
 from tessera.runtime import Instance
 from tessera.stores.models import AudienceRow
@@ -209,9 +209,8 @@ def snapshot(*, inst: Instance, session: Session, audience_id: str, cond: Condit
         .join(exp.alias_(exp.to_table("profiles"), "p"), on="p.profile_idx = m.profile_idx")
     )
     with inst.analytic.transaction() as cur:
-        q = Query(exp.delete("audience_members").where(exp.column("audience_id").eq(aud)), params.values)  # type: ignore[arg-type]
-        q.execute(cur)
-        Query(exp.insert(insert, "audience_members"), params.values).execute(cur)  # type: ignore[arg-type]
+        run(cur, exp.delete("audience_members").where(exp.column("audience_id").eq(aud)), params.values)
+        run(cur, exp.insert(insert, "audience_members"), params.values)
         count = cur.execute("SELECT count(*) FROM audience_members WHERE audience_id = ?", [audience_id]).fetchall()
     inst.analytic.changed("audience_members")
     return int(count[0][0])

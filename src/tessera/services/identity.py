@@ -27,6 +27,7 @@ from sqlglot import exp
 from tessera.domain.identity import KEY_SEPARATOR, IdentityRules, Rejected, normalise
 from tessera.domain.unify import Graph, Identifier, Observation
 from tessera.services import identity_graph
+from tessera.stores import analytic
 
 ROWS_TABLE = "_identity_rows"
 _CACHE_MAX = 500_000
@@ -188,6 +189,7 @@ def link(
             cur.unregister("_id_new")
     for name in ("_id_cand", "_id_rows", "_id_obs", "_id_known"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
+    analytic.changed(cur, "profiles", "profile_identifiers") if stats.new_observations else None
     return stats
 
 

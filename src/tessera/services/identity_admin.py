@@ -29,6 +29,7 @@ from tessera.services.identity_sources import (
     event_candidates,
 )
 from tessera.services.profile_attributes import refresh_attributes
+from tessera.stores import analytic
 
 
 class IdentityError(ValueError):
@@ -121,6 +122,7 @@ def unmerge(
         "unmerge", pid, tuple(p for p in parts if p != pid), ident, reason or "unmerged by hand", origin, to_micros(now)
     )
     identity_graph.write_log(cur, [*graph.log, entry], now=now, run="unmerge")
+    analytic.changed(cur, "profiles", "profile_identifiers")
     return UnmergeReport(identifier=f"{ident[0]}:{ident[1]}", profile_id=pid, profiles=parts, observations=len(rows))
 
 

@@ -33,6 +33,7 @@ from tessera.domain.identity import IdentityRules
 from tessera.domain.unify import Graph, Identifier, Observation
 from tessera.services import identity_graph
 from tessera.services.identity import ProvisionalIdx, split_key
+from tessera.stores import analytic
 from tessera.stores.analytic_schema import PROFILE_IDENTIFIERS_DDL
 
 _TS = pa.timestamp("us")
@@ -125,6 +126,7 @@ def rebuild(
         return _rebuild(cur, rules=rules, now=now, components=components, report=report, lap=lap,
                         limits=limits, suppressions=suppressions)  # fmt: skip
     finally:
+        analytic.changed(cur, "profiles", "profile_identifiers", "profile_attributes")
         cur.unregister("_rb_types")
         cur.execute("DROP TABLE IF EXISTS _rb_exact")
 

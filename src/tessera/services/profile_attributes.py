@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlglot import exp
 
 from tessera.domain.identity import IdentityRules, TraitMerge
+from tessera.stores import analytic
 
 #: Columns of ``customers`` that are traits (under the same names).
 CUSTOMER_TRAIT_COLUMNS = (
@@ -352,4 +353,5 @@ def refresh_attributes(
         delete = exp.delete("profile_attributes", where=_LISTED).sql("duckdb")
         cur.execute(delete, ids).fetchall()
         written = cur.execute(_sql("listed", rules, source_names), {"now": stamp, **ids}).fetchall()
+    analytic.changed(cur, "profile_attributes")
     return int(written[0][0]) if written else 0
