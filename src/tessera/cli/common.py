@@ -79,9 +79,9 @@ def api_request(instance: Instance, method: str, path: str, **kw: Any) -> httpx.
             )  # fmt: skip
         except httpx.HTTPError as exc:
             fail(f"the server at {running['url']} did not answer: {exc}", code=1)
-    import anyio  # noqa: PLC0415 - only for commands without a server
+    import anyio  # only for commands without a server
 
-    from tessera.api.app import create_app  # noqa: PLC0415 - the API imports every service
+    from tessera.api.app import create_app  # the API imports every service
 
     token = "local-cli"
     app = create_app(instance, local_token=token)  # without its lifespan: no ingestion pipeline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,13 +34,36 @@ class AnalyticStore:
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET TimeZone = 'UTC'")
         self.write_lock = threading.RLock()
+        # Per-table generations (see :meth:`changed`); _tx: this thread's open transactions.
+        self._generations: dict[str, int] = {}
+        self._generations_lock = threading.Lock()
+        self._tx = threading.local()
+        _STORES.add(self)
         migrate(self._con)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for this thread (DuckDB cursors are cheap and share the database)."""
         cur = self._con.cursor()
         cur.execute("SET TimeZone = 'UTC'")
+        _OWNERS[cur] = self
         return cur
+
+    def changed(self, *tables: str) -> None:
+        """Say that ``tables`` were written: in-memory copies of them (``ProfileColumns``) reload.
+
+        Called inside :meth:`transaction`, the tables move again when it ends, so that a copy read
+        between the write and the commit (still the old rows) is not kept as current.
+        """
+        with self._generations_lock:
+            for table in tables:
+                self._generations[table] = self._generations.get(table, 0) + 1
+        pending: set[str] | None = getattr(self._tx, "pending", None)
+        if pending is not None:
+            pending.update(tables)
+
+    def generation(self, table: str) -> int:
+        """How many times ``table`` was reported changed in this process (0 at first)."""
+        return self._generations.get(table, 0)
 
     @contextmanager
     def transaction(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -50,6 +74,9 @@ class AnalyticStore:
         with self.write_lock:
             own = cur is None
             tx = self.cursor() if cur is None else cur
+            outer = getattr(self._tx, "pending", None) is None
+            if outer:
+                self._tx.pending = set()
             tx.execute("BEGIN TRANSACTION")
             try:
                 yield tx
@@ -61,9 +88,27 @@ class AnalyticStore:
             finally:
                 if own:
                     tx.close()
+                if outer:
+                    written, self._tx.pending = self._tx.pending, None
+                    self.changed(*written)
 
     def close(self) -> None:
         self._con.close()
+
+
+#: Live stores, and which store handed out a cursor (for :func:`changed`).
+_STORES: weakref.WeakSet[AnalyticStore] = weakref.WeakSet()
+_OWNERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, AnalyticStore] = weakref.WeakKeyDictionary()
+
+
+def changed(cur: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    """:meth:`AnalyticStore.changed` for code that holds only a cursor (services take one).
+
+    A cursor no store handed out moves the tables of every store in the process: too many reloads
+    are only slower, a missed one would be wrong."""
+    owner = _OWNERS.get(cur)
+    for store in [owner] if owner is not None else list(_STORES):
+        store.changed(*tables)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
