@@ -75,7 +75,10 @@ def test_counts_everyone_or_no_one_passes_fold_to_constants() -> None:
 
 def test_attributes_are_two_valued() -> None:
     text = sql({"type": "attribute", "field": "city", "op": "neq", "value": "上海"})
-    assert text.endswith("WHERE NOT COALESCE(CASE WHEN NOT JSON_TYPE(a.traits, '/city') IN ('OBJECT', 'ARRAY') "
+    assert text.endswith("WHERE NOT COALESCE(JSON_EXTRACT_STRING(a.traits, '/city') = $p1, FALSE)")
+    # Only a value that could be an object's or array's JSON text needs the scalar check.
+    text = sql({"type": "attribute", "field": "city", "op": "eq", "value": "[1]"})
+    assert text.endswith("WHERE COALESCE(CASE WHEN NOT JSON_TYPE(a.traits, '/city') IN ('OBJECT', 'ARRAY') "
                          "THEN JSON_EXTRACT_STRING(a.traits, '/city') END = $p1, FALSE)")  # fmt: skip
 
 

@@ -205,8 +205,9 @@ def identifier_column(id_type: str) -> ColumnSpec:
 @lru_cache(maxsize=4096)
 def members_column(audience_id: str) -> ColumnSpec:
     """The stored members of a static or imported audience (as the compiler reads them)."""
-    sql = "SELECT DISTINCT profile_idx FROM audience_members WHERE audience_id = $a ORDER BY 1"
-    return ColumnSpec(sql, (("a", audience_id),), "set", ("audience_members",), label=f"members of {audience_id}")
+    sql = "SELECT DISTINCT profile_idx FROM audience_members_current WHERE audience_id = $a ORDER BY 1"
+    tables = ("audience_members", "profiles", "profile_identifiers")
+    return ColumnSpec(sql, (("a", audience_id),), "set", tables, label=f"members of {audience_id}")
 
 
 @lru_cache(maxsize=1024)

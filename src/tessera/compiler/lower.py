@@ -175,11 +175,12 @@ def tag_predicate(leaf: TagLeaf, env: Env) -> exp.Expr:
 
 # -- membership, identifiers, buckets ------------------------------------------------------------
 def audience_rows(leaf: InAudienceLeaf, env: Env) -> exp.Select:
-    """The stored members of a static or imported audience."""
+    """The stored members of a static or imported audience, as the profiles they are now (a member
+    merged into another profile since counts as that profile: ``audience_members_current``)."""
     conds = _scoped(profile_col("m"), env, [exp.column("audience_id", table="m").eq(env.params.add(leaf.audience))])
     return (
         exp.select(profile_col("m"), copy=False)
-        .from_(exp.to_table("audience_members").as_("m"), copy=False)
+        .from_(exp.to_table("audience_members_current").as_("m"), copy=False)
         .where(*conds, copy=False)
     )
 

@@ -145,6 +145,12 @@ def _number(value: exp.Expr, test: _ValueTest, params: Params, *, in_list: bool)
 
 def _text(value: exp.Expr, test: _ValueTest, params: Params, *, in_list: bool) -> exp.Expr:
     v = test.value
+    if test.op in ("eq", "in") and isinstance(value, nodes.JsonText) and value.args.get("scalar"):
+        # An object's or array's JSON text starts with { or [: it can equal only such a value, so
+        # for any other value the (costly) scalar check can go — the answer is the same.
+        wanted = v if isinstance(v, list) else [v]
+        if not any(str(x).startswith(("{", "[")) for x in wanted):
+            value.set("scalar", None)
     if test.op == "in":
         assert isinstance(v, list)
         return _in(value, [str(x) for x in v], params, in_list=in_list)
