@@ -20,6 +20,7 @@ import pytest
 from tessera.runtime import Instance
 from tessera.services import sources as sources_service
 from tessera.services import tokens as tokens_service
+from tessera.stores.operational import OperationalStore, sqlite_url
 
 
 def free_port() -> int:
@@ -171,3 +172,15 @@ def pg_url() -> Iterator[str]:
     finally:
         con.execute(f'DROP SCHEMA "{schema}" CASCADE')
         con.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def op_store(request: pytest.FixtureRequest, tmp_path: Path) -> OperationalStore:
+    """The operational store on SQLite and on the real PostgreSQL (each test runs on both)."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path / "operational.sqlite")
+    else:
+        url = request.getfixturevalue("pg_url")
+    s = OperationalStore(url)
+    request.addfinalizer(s.close)
+    return s

@@ -10,20 +10,14 @@ from sqlalchemy import inspect
 
 from tessera.services import sources as sources_service
 from tessera.services import tokens as tokens_service
-from tessera.stores.operational import OperationalStore, downgrade, sqlite_url, upgrade
+from tessera.stores.operational import OperationalStore, downgrade, upgrade
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> OperationalStore:
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path / "operational.sqlite")
-    else:
-        url = request.getfixturevalue("pg_url")
-    s = OperationalStore(url)
-    request.addfinalizer(s.close)
-    return s
+@pytest.fixture
+def store(op_store: OperationalStore) -> OperationalStore:
+    return op_store
 
 
 def test_sources_have_unique_names_and_keys(store: OperationalStore) -> None:

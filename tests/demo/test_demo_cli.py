@@ -27,7 +27,8 @@ def counts(root: Path) -> dict[str, int]:
         cur = inst.analytic.cursor()
         out = {}
         for table in ("customers", "orders", "order_items", "products", "reviews", "events", "profiles", "import_runs"):
-            row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
+            where = " WHERE source_id <> 0" if table == "events" else ""  # not the audiences' system events
+            row = cur.execute(f"SELECT count(*) FROM {table}{where}").fetchone()
             out[table] = int(row[0]) if row else 0
         rows = cur.execute(
             "SELECT source_id, count(*) FROM events GROUP BY 1 ORDER BY 1",

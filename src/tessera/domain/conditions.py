@@ -22,8 +22,10 @@ is read depends on the operator and the type of ``value``:
 * number comparisons (``gt gte lt lte between``, and ``eq neq in not_in`` with numbers): a JSON
   number, or a string that reads as a finite number;
 * text comparisons (``eq neq in not_in`` with strings, ``contains starts_with regex``): a JSON
-  string as is, another scalar as its JSON text; case-sensitive (use ``(?i)`` in a regex);
-  ``regex`` searches (matches anywhere) and must avoid look-around and back-references;
+  string as is, another scalar as its JSON text (JSON null is missing; objects and lists are
+  never text); case-sensitive (use ``(?i)`` in a regex); ``regex`` searches (matches anywhere) with
+  RE2 semantics — ``\\w \\d \\b`` are ASCII, so match Chinese with a class such as ``[一-龥]`` —
+  and must avoid look-around and back-references; ``between`` is inclusive;
 * ``eq`` with ``true``/``false``: a JSON boolean;
 * dates (``before after within_last in_next``): a computed timestamp, or a trait string that
   reads as an ISO date or datetime (a date-only value is midnight UTC, a datetime with an offset
@@ -46,12 +48,14 @@ between``: some numeric value satisfies it.
 semantics on one property; ``revenue currency order_id product_id category channel utm_*`` read
 the typed columns, everything else ``properties``), inside ``window`` (none = all time). Then one
 of: ``count`` (default: at least once; a count that zero satisfies, like ``eq 0`` — "did not do",
-also holds for profiles with no such event), ``aggregate`` (``sum`` of no events is 0; ``avg min
-max`` of no values are unknown, hence false; null properties are skipped), or ``occurrence``
+also holds for profiles with no such event), ``aggregate`` (values read as DECIMAL(38, 10) —
+rounded to 10 decimal places, 10^28 or more skipped, so sums of amounts are exact; ``sum`` of no
+values is 0; ``avg min max`` of no values are unknown, hence false; null or non-numeric properties
+are skipped), or ``occurrence``
 (``first``/``last``: the profile's first or last such event *ever* falls inside the window).
 
 **order** — the profile's qualifying orders: status not cancelled/refunded, and matching every
-given filter (an item with one of ``products``; an item whose product's category is one of
+given filter (a missing status qualifies; an item with one of ``products``; an item whose product's category is one of
 ``categories``; ``channels``; ``coupons`` or ``with_coupon``). ``purchase``: ``first`` keeps
 only the profile's first qualifying order (earliest ``ordered_at``, then smallest ``order_id``),
 ``repeat`` all but that one. Then those inside ``window`` are measured: ``count`` or ``total``
@@ -68,6 +72,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -132,7 +137,28 @@ def _is_number(v: object) -> bool:
 class _ValueTest(_Node):
     """An operator and its operand(s), shared by attribute leaves and property filters."""
 
-    op: ValueOp | DateOp
+    op: Literal[
+        "eq",
+        "neq",
+        "in",
+        "not_in",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "between",
+        "contains",
+        "starts_with",
+        "regex",
+        "is_set",
+        "is_not_set",
+        "before",
+        "after",
+        "within_last",
+        "in_next",
+        "anniversary_this_month",
+        "anniversary_in_next",
+    ]  # fmt: skip  (ValueOp | DateOp as one list, so an unknown operator gets one message naming them all)
     value: Scalar | list[Scalar] | datetime | date | None = None
     days: int | None = Field(default=None, gt=0, le=36600)
 
@@ -238,8 +264,22 @@ class Window(_Node):
 
     last: int | None = Field(default=None, gt=0, le=36600 * 24)
     unit: Literal["hours", "days"] = "days"
-    since: date | datetime | None = Field(default=None, union_mode="left_to_right")
-    until: date | datetime | None = Field(default=None, union_mode="left_to_right")
+    since: datetime | date | None = None
+    until: datetime | date | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_times(cls, data: Any) -> Any:
+        """ISO text: ``2026-01-31`` is a date, anything longer a datetime (midnight stays a datetime)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name in ("since", "until"):
+            text = out.get(name)
+            if isinstance(text, str):
+                with suppress(ValueError):  # else the field's own validation names the problem
+                    out[name] = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        return out
 
     @model_validator(mode="after")
     def _shape(self) -> Window:
@@ -337,6 +377,8 @@ class TagLeaf(_Node):
         elif op in ("in", "all"):
             if self.values is None or self.value is not None:
                 raise ValueError(f"{op} needs values (a list)")
+            if any(isinstance(x, bool) for x in self.values):
+                raise ValueError("tag values are text or numbers")
         elif op == "between":
             vs = self.values
             if vs is None or len(vs) != 2 or not all(_is_number(x) for x in vs) or vs[0] > vs[1]:  # type: ignore[operator]
@@ -440,6 +482,12 @@ _MESSAGES = {
 }
 
 
+#: Location parts pydantic adds for union members and validators (never a field of ours).
+_PYDANTIC_PART = re.compile(
+    r"(str|int|float|bool|date|datetime|none|decimal|(list|literal|function-\w+|union|tagged-union|nullable)\[.*\])"
+)
+
+
 def json_path(loc: Sequence[int | str]) -> str:
     """``('children', 2, 'event', 'window', 'last')`` → ``children[2].window.last``.
 
@@ -453,8 +501,7 @@ def json_path(loc: Sequence[int | str]) -> str:
         elif (
             part in NODE_TYPES
             and (prev is None or isinstance(prev, int) or prev == "child")
-            or part.startswith("function-")
-            or part in ("list[...]",)
+            or _PYDANTIC_PART.fullmatch(part)
         ):
             pass
         else:
@@ -479,8 +526,10 @@ def parse_condition(data: Any) -> Condition:
     try:
         node = _ADAPTER.validate_python(data)
     except ValidationError as e:
-        errors = [(json_path(err["loc"]), _message(err)) for err in e.errors(include_url=False)]
-        raise ConditionError(errors) from None
+        errors: dict[str, str] = {}
+        for err in e.errors(include_url=False):
+            errors.setdefault(json_path(err["loc"]), _message(err))  # a union reports each member: keep one
+        raise ConditionError(list(errors.items())) from None
     problems = list(_limits(node))
     if problems:
         raise ConditionError(problems)
