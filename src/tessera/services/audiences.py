@@ -223,7 +223,7 @@ def get_audience(*, inst: Instance, audience_id: str) -> Audience:
 
 def list_audiences(*, inst: Instance, kind: str | None = None, status: str | None = None) -> list[Audience]:
     with inst.operational.session() as s:
-        q = select(AudienceRow).order_by(AudienceRow.created_at, AudienceRow.id)
+        q = select(AudienceRow).order_by(AudienceRow.created_at, AudienceRow.name)
         if kind:
             q = q.where(AudienceRow.kind == kind)
         if status:
