@@ -279,24 +279,23 @@ def project(
         .join("profiles AS p", on="p.profile_idx = m.profile_idx")
         .join("profile_attributes AS a", on="a.profile_idx = m.profile_idx", join_type="left")
     )
-    if id_columns:
-        types = [p.copy() for p in type_params.values()]
-        ids = (
-            exp.select("i.profile_idx", *id_columns)
-            .from_("profile_identifiers AS i")
-            .join("_members AS im", on="im.profile_idx = i.profile_idx")
-            .where(exp.column("id_type", table="i").isin(*types))
-            .group_by("i.profile_idx")
-        )
-        tree = tree.with_("_ids", as_=ids).join("_ids", on="_ids.profile_idx = m.profile_idx", join_type="left")
-    if tag_columns:
-        keys = [p.copy() for p in tag_params.values()]
-        tags = (
-            exp.select("t.profile_idx", *tag_columns)
-            .from_("profile_tags AS t")
-            .join("_members AS tm", on="tm.profile_idx = t.profile_idx")
-            .where(exp.column("tag_key", table="t").isin(*keys))
-            .group_by("t.profile_idx")
-        )
-        tree = tree.with_("_tags", as_=tags).join("_tags", on="_tags.profile_idx = m.profile_idx", join_type="left")
+    for name, table, alias, key, wanted, picked in (
+        ("_ids", "profile_identifiers", "i", "id_type", type_params, id_columns),
+        ("_tags", "profile_tags", "t", "tag_key", tag_params, tag_columns),
+    ):
+        if picked:
+            tree = tree.with_(name, as_=_per_member(table, alias, key, [p.copy() for p in wanted.values()], picked))
+            tree = tree.join(name, on=f"{name}.profile_idx = m.profile_idx", join_type="left")
     return Query(tree=tree.order_by("m.profile_idx"), params=dict(params.values))
+
+
+def _per_member(table: str, alias: str, key: str, wanted: list[exp.Expr], columns: list[exp.Expr]) -> exp.Select:
+    """One row per member: ``columns`` (over ``alias``) aggregated over the member's rows of
+    ``table`` whose ``key`` is one of ``wanted`` (identifier types, tag keys)."""
+    return (
+        exp.select(f"{alias}.profile_idx", *columns)
+        .from_(f"{table} AS {alias}")
+        .join(f"_members AS {alias}m", on=f"{alias}m.profile_idx = {alias}.profile_idx")
+        .where(exp.column(key, table=alias).isin(*wanted))
+        .group_by(f"{alias}.profile_idx")
+    )
