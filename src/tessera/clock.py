@@ -41,3 +41,8 @@ class FrozenClock:
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+def as_utc(value: datetime) -> datetime:
+    """A time read back from the operational store as aware UTC (SQLite hands back naive UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

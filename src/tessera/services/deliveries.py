@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets as _secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tessera.channels.webhook import DeliveryResult, json_safe, new_secret
+from tessera.clock import as_utc
 from tessera.stores.models import DeliveryDeadLetterRow, DestinationRow
 
 DestinationKind = Literal["webhook"]
@@ -68,13 +69,8 @@ class DeadLetter(BaseModel):
     created_at: datetime
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they were written in UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _destination(row: DestinationRow) -> Destination:
-    return Destination(id=row.id, name=row.name, kind="webhook", url=row.url, created_at=_utc(row.created_at))
+    return Destination(id=row.id, name=row.name, kind="webhook", url=row.url, created_at=as_utc(row.created_at))
 
 
 def validate_url(url: str) -> str:
@@ -195,7 +191,7 @@ def list_dead_letters(*, session: Session, reference: str | None = None, limit: 
             attempts=r.attempts,
             last_status=r.last_status,
             error=r.error,
-            created_at=_utc(r.created_at),
+            created_at=as_utc(r.created_at),
         )
         for r in session.scalars(query)
     ]

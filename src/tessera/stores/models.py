@@ -110,3 +110,29 @@ class DeliveryDeadLetterRow(Base):
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TagCategoryRow(Base):
+    """A category of the tag catalogue tree (标签分类)."""
+
+    __tablename__ = "tag_categories"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+    parent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    position: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TagDefinitionRow(Base):
+    """A tag's definition (``body`` = the validated TagDraft as JSON); the columns repeat what is queried."""
+
+    __tablename__ = "tag_definitions"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[dict[str, object]] = mapped_column(JSON)
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

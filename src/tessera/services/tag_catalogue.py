@@ -1,0 +1,150 @@
+"""The tag catalogue in the operational store: categories (a tree) and tag definitions.
+
+The seeds' default categories are created on first use. A definition change is a new version; a
+tag cannot be archived while an active audience's definition names it (the message names them),
+and a category cannot be removed while tags or sub-categories are in it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tessera.clock import as_utc
+from tessera.domain.conditions import TagLeaf, leaves, parse_condition
+from tessera.domain.tags import DEFAULT_CATEGORIES, Category, CategoryDraft, Tag, TagDraft
+from tessera.stores.models import AudienceRow, TagCategoryRow, TagDefinitionRow
+
+
+class CatalogueError(ValueError):
+    """A refused catalogue request; ``status`` is the HTTP status to answer, ``field`` what is wrong."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.status = status
+        self.field = field
+        self.message = message
+
+
+def _validated(model: type[CategoryDraft] | type[TagDraft], body: Any) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise CatalogueError(422, field, str(err["msg"]).removeprefix("Value error, ")) from None
+
+
+def ensure_default_categories(*, session: Session, now: datetime) -> None:
+    """Create the seeds' categories that do not exist yet."""
+    have = set(session.scalars(select(TagCategoryRow.key)))
+    for c in DEFAULT_CATEGORIES:
+        if c.key not in have:
+            session.add(TagCategoryRow(**c.model_dump(), created_at=now))
+    session.flush()
+
+
+def list_categories(*, session: Session, now: datetime) -> list[Category]:
+    ensure_default_categories(session=session, now=now)
+    rows = session.scalars(select(TagCategoryRow).order_by(TagCategoryRow.position, TagCategoryRow.key))
+    return [Category.model_validate(r, from_attributes=True) for r in rows]
+
+
+def create_category(*, session: Session, body: Any, now: datetime) -> Category:
+    draft: CategoryDraft = _validated(CategoryDraft, body)
+    ensure_default_categories(session=session, now=now)
+    if session.get(TagCategoryRow, draft.key) is not None:
+        raise CatalogueError(409, "key", f"a category {draft.key!r} exists")
+    if draft.parent is not None and session.get(TagCategoryRow, draft.parent) is None:
+        raise CatalogueError(422, "parent", f"no category {draft.parent!r}")
+    row = TagCategoryRow(**draft.model_dump(), created_at=now)
+    session.add(row)
+    session.flush()
+    return Category.model_validate(row, from_attributes=True)
+
+
+def delete_category(*, session: Session, key: str) -> None:
+    row = session.get(TagCategoryRow, key)
+    if row is None:
+        raise CatalogueError(404, "category", f"no category {key!r}")
+    children = session.scalars(select(TagCategoryRow.key).where(TagCategoryRow.parent == key)).all()
+    tags = session.scalars(select(TagDefinitionRow.key).where(TagDefinitionRow.category == key)).all()
+    if children or tags:
+        inside = ", ".join([*children, *tags])
+        raise CatalogueError(409, "category", f"{key!r} is not empty: {inside}")
+    session.delete(row)
+
+
+def _tag(row: TagDefinitionRow) -> Tag:
+    return Tag.model_validate({**row.body, "version": row.version, "created_at": as_utc(row.created_at),
+                               "updated_at": as_utc(row.updated_at)})  # fmt: skip
+
+
+def create_tag(*, session: Session, body: Any, now: datetime) -> Tag:
+    """Define a tag; its category must exist."""
+    draft: TagDraft = _validated(TagDraft, body)
+    ensure_default_categories(session=session, now=now)
+    if session.get(TagDefinitionRow, draft.key) is not None:
+        raise CatalogueError(409, "key", f"a tag {draft.key!r} exists")
+    if session.get(TagCategoryRow, draft.category) is None:
+        raise CatalogueError(422, "category", f"no category {draft.category!r}")
+    row = TagDefinitionRow(key=draft.key, body=draft.model_dump(mode="json"), category=draft.category, kind=draft.kind,
+                           status=draft.status, version=1, created_at=now, updated_at=now)  # fmt: skip
+    session.add(row)
+    session.flush()
+    return _tag(row)
+
+
+def get_tag(*, session: Session, key: str) -> Tag:
+    row = session.get(TagDefinitionRow, key)
+    if row is None:
+        raise CatalogueError(404, "tag", f"no tag {key!r}")
+    return _tag(row)
+
+
+def list_tags(*, session: Session, category: str | None = None, status: str | None = None) -> list[Tag]:
+    q = select(TagDefinitionRow).order_by(TagDefinitionRow.category, TagDefinitionRow.key)
+    if category is not None:
+        q = q.where(TagDefinitionRow.category == category)
+    if status is not None:
+        q = q.where(TagDefinitionRow.status == status)
+    return [_tag(r) for r in session.scalars(q)]
+
+
+def audiences_using(*, session: Session, key: str) -> list[AudienceRow]:
+    """Active audiences whose definitions have a tag leaf on ``key``."""
+    out = []
+    for row in session.scalars(select(AudienceRow).where(AudienceRow.status == "active").order_by(AudienceRow.name)):
+        if row.definition and any(
+            isinstance(leaf, TagLeaf) and leaf.tag == key for _, leaf in leaves(parse_condition(row.definition))
+        ):
+            out.append(row)
+    return out
+
+
+def update_tag(*, session: Session, key: str, changes: dict[str, Any], now: datetime) -> Tag:
+    """Change a tag's definition (a new version). The key cannot change; archiving is refused while
+    an active audience uses the tag."""
+    row = session.get(TagDefinitionRow, key)
+    if row is None:
+        raise CatalogueError(404, "tag", f"no tag {key!r}")
+    if "key" in changes and changes["key"] != key:
+        raise CatalogueError(422, "key", "a tag's key never changes (conditions name it); define a new tag")
+    draft: TagDraft = _validated(TagDraft, {**row.body, **changes})
+    if draft.status == "archived" and row.status != "archived":
+        users = audiences_using(session=session, key=key)
+        if users:
+            names = ", ".join(f"{a.name} ({a.id})" for a in users)
+            raise CatalogueError(409, "status", f"active audiences use tag {key!r}: {names}")
+    if session.get(TagCategoryRow, draft.category) is None:
+        raise CatalogueError(422, "category", f"no category {draft.category!r}")
+    row.body = draft.model_dump(mode="json")
+    row.category, row.kind, row.status = draft.category, draft.kind, draft.status
+    row.version += 1
+    row.updated_at = now
+    session.flush()
+    return _tag(row)
