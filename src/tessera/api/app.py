@@ -19,6 +19,7 @@ from tessera.api import destinations as destinations_api
 from tessera.api import identity as identity_api
 from tessera.api import imports as imports_api
 from tessera.api import profiles as profiles_api
+from tessera.api import tags as tags_api
 from tessera.runtime import Instance
 from tessera.services.audience_refresh import Scheduler
 from tessera.services.audiences import AudienceError
@@ -101,4 +102,5 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
     app.include_router(identity_api.router)
     app.include_router(audiences_api.router)
     app.include_router(destinations_api.router)
+    app.include_router(tags_api.router)
     return app
