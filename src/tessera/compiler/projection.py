@@ -189,6 +189,12 @@ def _hash(value: exp.Expr, kind: str | None, phone_format: PhoneFormat) -> exp.E
     return value
 
 
+def trait_text(key: str, params: Params) -> exp.Expr:
+    """The trait ``key`` of ``a.traits`` as text (a string as is, anything else its JSON text); the
+    key, whatever characters it holds, is a bound JSON path."""
+    return exp.func("json_extract_string", exp.column("traits", table="a"), params.add(_trait_path(key)))
+
+
 def _trait_path(key: str) -> str:
     """A JSON path reading the top-level ``key`` whatever characters it holds (``$."a.b"``)."""
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -240,7 +246,7 @@ def project(
         if spec.kind == "computed":
             value = _computed(spec.name, spec.key)
         elif spec.kind == "trait":
-            value = exp.func("json_extract_string", exp.column("traits", table="a"), params.add(_trait_path(spec.key)))
+            value = trait_text(spec.key, params)
         elif spec.kind in ("identifier", "identifiers"):
             if spec.key not in type_params:
                 type_params[spec.key] = params.add(spec.key)

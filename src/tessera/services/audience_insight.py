@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlglot import exp
 
 from tessera.compiler import compile_explain
+from tessera.compiler.projection import trait_text
 from tessera.compiler.query import Params, Query, run
 from tessera.domain.conditions import COMPUTED_FIELDS, leaves
 from tessera.runtime import Instance
@@ -60,13 +61,7 @@ def _value_expr(column: str, params: Params) -> tuple[exp.Expr, bool]:
     if kind is not None:
         table = "p" if column in ("profile_id", "created_at") else "a"
         return exp.cast(exp.column(column, table), "VARCHAR"), False
-    key = column.removeprefix("traits.")
-    return exp.func("json_extract_string", exp.column("traits", "a"), params.add(_json_path(key))), False
-
-
-def _json_path(key: str) -> str:
-    """A JSON path naming one top-level key, whatever characters it holds."""
-    return "$." + '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return trait_text(column.removeprefix("traits."), params), False
 
 
 def _counts(members: str, column: str, params: Params) -> exp.Query:

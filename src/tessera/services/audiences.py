@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlglot import exp
 
 from tessera.compiler import AudienceRef, CompileContext, CompileError, compile_count, compile_members, resolve
+from tessera.compiler.projection import project
 from tessera.compiler.query import Params, Query, run
 from tessera.domain.conditions import Condition, ConditionError, EvalContext, audience_refs, parse_condition
 from tessera.runtime import Instance
@@ -395,34 +396,27 @@ class MembersPage(BaseModel):
     live: bool
 
 
+#: The columns a member list shows (names as :func:`tessera.compiler.projection.project` reads them).
+MEMBER_COLUMNS = ("name", "city", "member_level", "total_spend", "last_seen")
+
+
 def _member_rows(members: Members, *, limit: int, after: int | None, order: exp.Expr | None,
                  inst: Instance) -> list[MemberRow]:  # fmt: skip
+    """``limit`` members (after ``after``, in ``order`` — default profile order) with :data:`MEMBER_COLUMNS`."""
     p = members.params
-    m = members.tree.subquery("m")
-
-    def trait(key: str) -> exp.Expr:
-        return exp.func("json_extract_string", exp.column("traits", "a"), p.add(f"$.{key}"))
-
-    q = (
-        exp.select(
-            exp.column("profile_idx", "p"),
-            exp.column("profile_id", "p"),
-            trait("name").as_("name"),
-            trait("city").as_("city"),
-            trait("member_level").as_("member_level"),
-            exp.column("total_spend", "a"),
-            exp.column("last_seen", "a"),
-        )  # fmt: skip
-        .from_(m)
+    picked = (
+        exp.select(exp.column("profile_idx", "p"))
+        .from_(members.tree.subquery("m"))
         .join(exp.alias_(exp.to_table("profiles"), "p"), on="p.profile_idx = m.profile_idx")
-        .join(exp.alias_(exp.to_table("profile_attributes"), "a"), on="a.profile_idx = p.profile_idx", join_type="left")
+        .order_by(order if order is not None else exp.column("profile_idx", "p"))
         .limit(p.add(limit))
     )
     if after is not None:
-        q = q.where(exp.GT(this=exp.column("profile_idx", "p"), expression=p.add(after)))
-    q = q.order_by(order if order is not None else exp.column("profile_idx", "p"))
-    rows = Query(q, p.values).execute(inst.analytic.cursor())
-    cols = ("profile_idx", "profile_id", "name", "city", "member_level", "total_spend", "last_seen")
+        picked = picked.where(exp.GT(this=exp.column("profile_idx", "p"), expression=p.add(after)))
+    query = project(picked, MEMBER_COLUMNS, p)
+    tree = query.tree.select(exp.column("profile_idx", "m"), copy=False)
+    rows = Query(tree, query.params).execute(inst.analytic.cursor())
+    cols = ("profile_id", *MEMBER_COLUMNS, "profile_idx")
     return [MemberRow(**dict(zip(cols, r, strict=True))) for r in rows]
 
 
