@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from tessera.api.deps import get_instance, require_admin
+from tessera.api.deps import get_instance, load_acknowledged, require_admin
 from tessera.runtime import Instance
 from tessera.services import audience_import, audience_insight, audience_push, audience_refresh, audiences
 from tessera.services.audience_import import ImportReport, ImportRow
@@ -27,13 +27,6 @@ from tessera.services.audiences import (
 
 router = APIRouter(prefix="/v1/admin/audiences", tags=["audiences"], dependencies=[Depends(require_admin)])
 InstanceDep = Annotated[Instance, Depends(get_instance)]
-
-
-def _load_acknowledged(request: Request) -> None:
-    """Load what the server has acknowledged, so counts and snapshots see every event so far."""
-    pipeline = getattr(request.app.state, "pipeline", None)
-    if pipeline is not None:
-        pipeline.loader.flush(timeout=120)
 
 
 class DefinitionIn(BaseModel):
@@ -74,7 +67,7 @@ class PushIn(BaseModel):
 def create(request: Request, instance: InstanceDep, body: AudienceDraft) -> Audience:
     """Create a static (snapshot now) or dynamic (evaluated when used, refreshed on ``schedule``) audience."""
     if body.kind == "static":
-        _load_acknowledged(request)
+        load_acknowledged(request)
     return audiences.create_audience(inst=instance, draft=body)
 
 
@@ -126,7 +119,7 @@ def read(instance: InstanceDep, audience_id: str) -> Audience:
 @router.patch("/{audience_id}", response_model=Audience)
 def update(request: Request, instance: InstanceDep, audience_id: str, body: AudiencePatch) -> Audience:
     """Change names, schedule, status or the definition (a static audience is re-snapshotted)."""
-    _load_acknowledged(request)
+    load_acknowledged(request)
     return audiences.update_audience(inst=instance, audience_id=audience_id, patch=body)
 
 
@@ -165,7 +158,7 @@ def sample(
 @router.post("/{audience_id}/refresh", response_model=RefreshResult)
 def refresh(request: Request, instance: InstanceDep, audience_id: str) -> RefreshResult:
     """Re-evaluate a dynamic audience now; record and emit who entered and who left."""
-    _load_acknowledged(request)
+    load_acknowledged(request)
     return audience_refresh.refresh(inst=instance, audience_id=audience_id, trigger="api")
 
 
@@ -239,7 +232,7 @@ def export(instance: InstanceDep, audience_id: str, body: ExportIn) -> FileRespo
 @router.post("/{audience_id}/push", response_model=audience_push.PushOut)
 def push(request: Request, instance: InstanceDep, audience_id: str, body: PushIn) -> audience_push.PushOut:
     """Send the members to a webhook destination in signed, retried batches carrying chosen columns."""
-    _load_acknowledged(request)
+    load_acknowledged(request)
     return audience_push.push(
         inst=instance, audience_id=audience_id, destination=body.destination, columns=body.columns,
         batch_size=body.batch_size, hash_identifiers=body.hash_identifiers,

@@ -38,3 +38,10 @@ def require_admin(request: Request) -> list[str]:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return scopes
+
+
+def load_acknowledged(request: Request) -> None:
+    """Load what the server has acknowledged, so the request sees every message so far."""
+    pipeline = getattr(request.app.state, "pipeline", None)
+    if pipeline is not None:
+        pipeline.loader.flush(timeout=120)

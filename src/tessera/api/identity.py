@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from tessera.api.deps import get_instance, require_admin
+from tessera.api.deps import get_instance, load_acknowledged, require_admin
 from tessera.domain.identity import IdentityRules
 from tessera.runtime import Instance
 from tessera.services import identity_admin
@@ -76,13 +76,6 @@ class RejectionOut(BaseModel):
     origin: str | None
 
 
-def _load_acknowledged(request: Request) -> None:
-    """Load what the server has acknowledged, so a rebuild or unmerge sees every message so far."""
-    pipeline = getattr(request.app.state, "pipeline", None)
-    if pipeline is not None:
-        pipeline.loader.flush(timeout=120)
-
-
 def _identity_error(exc: identity_admin.IdentityError) -> HTTPException:
     code = "not_found" if exc.status == 404 else "invalid_identifier"
     return HTTPException(exc.status, {"error": code, "field": exc.field, "message": exc.message})
@@ -112,7 +105,7 @@ def rebuild(request: Request, instance: InstanceDep, body: RebuildIn | None = No
     """Recompute every profile from the raw links (``reextract``: from the stored rows)."""
     rules = get_rules(instance.operational)
     store = instance.analytic
-    _load_acknowledged(request)
+    load_acknowledged(request)
     with store.transaction() as cur:
         report = identity_admin.rebuild_all(
             cur,
@@ -127,7 +120,7 @@ def rebuild(request: Request, instance: InstanceDep, body: RebuildIn | None = No
 def unmerge(request: Request, instance: InstanceDep, body: UnmergeIn) -> UnmergeOut:
     """Remove a wrong link: the identifier links to nothing else from now on; its profile splits back."""
     rules = get_rules(instance.operational)
-    _load_acknowledged(request)
+    load_acknowledged(request)
     try:
         with instance.analytic.transaction() as cur:
             report = identity_admin.unmerge(

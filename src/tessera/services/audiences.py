@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +34,15 @@ from sqlglot import exp
 from tessera.compiler import AudienceRef, CompileContext, CompileError, compile_count, compile_members, resolve
 from tessera.compiler.projection import project
 from tessera.compiler.query import Params, Query, run
-from tessera.domain.conditions import Condition, ConditionError, EvalContext, audience_refs, parse_condition
+from tessera.domain.conditions import (
+    Condition,
+    ConditionError,
+    EvalContext,
+    InAudienceLeaf,
+    Leaf,
+    leaves,
+    parse_condition,
+)
 from tessera.runtime import Instance
 from tessera.stores.models import AudienceRow
 
@@ -232,13 +240,20 @@ def list_audiences(*, inst: Instance, kind: str | None = None, status: str | Non
         return [to_audience(r) for r in s.scalars(q)]
 
 
+def audiences_where(session: Session, uses: Callable[[Leaf], bool], *, active_only: bool = False) -> list[AudienceRow]:
+    """Audiences (by name) whose definition has a leaf for which ``uses`` holds."""
+    q = select(AudienceRow).order_by(AudienceRow.name)
+    if active_only:
+        q = q.where(AudienceRow.status == "active")
+    return [
+        row for row in session.scalars(q)
+        if row.definition and any(uses(leaf) for _, leaf in leaves(parse_condition(row.definition)))
+    ]  # fmt: skip
+
+
 def users_of(session: Session, audience_id: str) -> list[AudienceRow]:
     """Audiences whose definitions name ``audience_id`` (in_audience)."""
-    out = []
-    for row in session.scalars(select(AudienceRow).order_by(AudienceRow.created_at)):
-        if row.definition and row.id != audience_id and audience_id in audience_refs(parse_condition(row.definition)):
-            out.append(row)
-    return out
+    return audiences_where(session, lambda leaf: isinstance(leaf, InAudienceLeaf) and leaf.audience == audience_id)
 
 
 def update_audience(*, inst: Instance, audience_id: str, patch: AudiencePatch) -> Audience:

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tessera.clock import as_utc
-from tessera.domain.conditions import TagLeaf, leaves, parse_condition
+from tessera.domain.conditions import TagLeaf
 from tessera.domain.tags import DEFAULT_CATEGORIES, Category, CategoryDraft, Tag, TagDraft
+from tessera.services.audiences import audiences_where
 from tessera.stores.models import AudienceRow, TagCategoryRow, TagDefinitionRow
 
 
@@ -117,13 +118,7 @@ def list_tags(*, session: Session, category: str | None = None, status: str | No
 
 def audiences_using(*, session: Session, key: str) -> list[AudienceRow]:
     """Active audiences whose definitions have a tag leaf on ``key``."""
-    out = []
-    for row in session.scalars(select(AudienceRow).where(AudienceRow.status == "active").order_by(AudienceRow.name)):
-        if row.definition and any(
-            isinstance(leaf, TagLeaf) and leaf.tag == key for _, leaf in leaves(parse_condition(row.definition))
-        ):
-            out.append(row)
-    return out
+    return audiences_where(session, lambda leaf: isinstance(leaf, TagLeaf) and leaf.tag == key, active_only=True)
 
 
 def update_tag(*, session: Session, key: str, changes: dict[str, Any], now: datetime) -> Tag:
