@@ -10,6 +10,7 @@ from tessera.datadir import DataDir
 from tessera.settings import Settings, load_settings
 from tessera.stores.analytic import AnalyticStore
 from tessera.stores.operational import OperationalStore, sqlite_url
+from tessera.stores.profile_columns import ProfileColumns
 
 
 class Instance:
@@ -37,7 +38,13 @@ class Instance:
             memory_limit=self.settings.store.duckdb_memory_limit,
         )
 
+    @cached_property
+    def profile_columns(self) -> ProfileColumns:
+        """In-memory profile columns for fast audience counts (one cache per analytic store)."""
+        return ProfileColumns(self.analytic, budget_bytes=self.settings.audiences.columns_memory_mb * 2**20)
+
     def close(self) -> None:
+        self.__dict__.pop("profile_columns", None)
         if "analytic" in self.__dict__:
             self.analytic.close()
             del self.__dict__["analytic"]

@@ -42,8 +42,18 @@ def ask_server(
     Returns (status, JSON body — ``{"message": text}`` when the body is not JSON); exits with
     ``unreachable_code`` when the server does not answer.
     """
+    r = _server_request(info, method, path, unreachable_code=unreachable_code, **kw)
     try:
-        r = httpx.request(
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, {"message": r.text[:500]}
+
+
+def _server_request(
+    info: dict[str, Any], method: str, path: str, *, unreachable_code: int, **kw: Any
+) -> httpx.Response:
+    try:
+        return httpx.request(
             method,
             f"{info['url']}{path}",
             headers={"Authorization": f"Bearer {info['admin_token']}"},
@@ -52,10 +62,6 @@ def ask_server(
         )
     except httpx.HTTPError as exc:
         fail(f"the server at {info['url']} did not answer: {exc}", code=unreachable_code)
-    try:
-        return r.status_code, r.json()
-    except ValueError:
-        return r.status_code, {"message": r.text[:500]}
 
 
 def answer_or_fail(status: int, body: Any) -> Any:
@@ -72,13 +78,7 @@ def api_request(instance: Instance, method: str, path: str, **kw: Any) -> httpx.
     API in this process (without the ingestion pipeline)."""
     running = instance.data_dir.running_server()
     if running:
-        try:
-            return httpx.request(
-                method, f"{running['url']}{path}", headers={"Authorization": f"Bearer {running['admin_token']}"},
-                timeout=httpx.Timeout(60.0, read=3600.0), **kw,
-            )  # fmt: skip
-        except httpx.HTTPError as exc:
-            fail(f"the server at {running['url']} did not answer: {exc}", code=1)
+        return _server_request(running, method, path, unreachable_code=1, **kw)
     import anyio  # only for commands without a server
 
     from tessera.api.app import create_app  # the API imports every service

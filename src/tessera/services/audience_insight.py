@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 from sqlglot import exp
 
@@ -22,7 +23,14 @@ from tessera.compiler.projection import trait_text
 from tessera.compiler.query import Params, Query, run
 from tessera.domain.conditions import COMPUTED_FIELDS, leaves
 from tessera.runtime import Instance
-from tessera.services.audiences import AudienceError, check_definition, compile_context, members_of, temp_table
+from tessera.services.audiences import (
+    AudienceError,
+    audience_row,
+    check_definition,
+    compile_context,
+    members_of,
+    temp_table,
+)
 from tessera.services.identity_rules import get_rules
 from tessera.services.profile_view import ProfileViewError, find_profile
 
@@ -190,8 +198,6 @@ class Explanation(BaseModel):
 def explain(*, inst: Instance, identifier: str | None = None, profile_id: str | None = None,
             audience_id: str | None = None, definition: Any = None) -> Explanation:  # fmt: skip
     """Which leaves matched for one profile (given by ``TYPE:VALUE`` or profile id), and on what values."""
-    import orjson
-
     cur = inst.analytic.cursor()
     try:
         ref = find_profile(cur, rules=get_rules(inst.operational), identifier=identifier, profile_id=profile_id)
@@ -201,9 +207,7 @@ def explain(*, inst: Instance, identifier: str | None = None, profile_id: str | 
         raise AudienceError(404, "profile", "no profile with that identifier or id")
     with inst.operational.session() as s:
         if audience_id is not None:
-            from tessera.services.audiences import _get_row
-
-            row = _get_row(s, audience_id)
+            row = audience_row(s, audience_id)
             if row.kind != "dynamic" or row.definition is None:
                 raise AudienceError(
                     409, "audience", f"a {row.kind} audience has no definition to explain; see its members"

@@ -25,7 +25,7 @@ from tessera.compiler import compile_members
 from tessera.compiler.query import Params, run
 from tessera.domain.conditions import parse_condition
 from tessera.runtime import Instance
-from tessera.services.audiences import AudienceError, _get_row, compile_context, next_run, temp_table
+from tessera.services.audiences import AudienceError, audience_row, compile_context, next_run, temp_table
 from tessera.stores.models import AudienceRow
 
 ENTERED = "Audience Entered"
@@ -84,7 +84,7 @@ def refresh(*, inst: Instance, audience_id: str, trigger: str = "manual") -> Ref
     """Re-evaluate a dynamic audience now and store the result with its changes and events."""
     started = inst.clock.now()
     with inst.operational.session() as s:
-        row = _get_row(s, audience_id)
+        row = audience_row(s, audience_id)
         if row.kind != "dynamic":
             raise AudienceError(409, "audience", f"a {row.kind} audience is not re-evaluated; only dynamic ones are")
         cond = parse_condition(row.definition)
@@ -123,7 +123,7 @@ def refresh(*, inst: Instance, audience_id: str, trigger: str = "manual") -> Ref
         cur.execute("DROP TABLE _refresh_keep")
     inst.analytic.changed("audience_members", "events")
     with inst.operational.session() as s:
-        row = _get_row(s, audience_id)
+        row = audience_row(s, audience_id)
         row.refreshed_at = started
         row.member_count = total
     return RefreshResult(run_id=run_id, audience_id=audience_id, members=total, entered=int(counts[0]),
@@ -147,7 +147,7 @@ def refresh_due(*, inst: Instance) -> list[RefreshResult]:
         except Exception as e:
             failed.append(f"{audience_id}: {type(e).__name__}: {e}")
         with inst.operational.session() as s:
-            row = _get_row(s, audience_id)
+            row = audience_row(s, audience_id)
             row.next_refresh_at = next_run(row.schedule, inst=inst, after=now)
     if failed:
         raise RefreshFailed(done, failed)

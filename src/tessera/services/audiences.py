@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlglot import exp
 
 from tessera.compiler import AudienceRef, CompileContext, CompileError, compile_count, compile_members, resolve
+from tessera.compiler.columnar import count_members
 from tessera.compiler.projection import project
 from tessera.compiler.query import Params, Query, run
 from tessera.domain.conditions import (
@@ -157,7 +158,7 @@ def next_run(schedule: str | None, *, inst: Instance, after: datetime) -> dateti
     return nxt
 
 
-def _get_row(session: Session, audience_id: str) -> AudienceRow:
+def audience_row(session: Session, audience_id: str) -> AudienceRow:
     row = session.get(AudienceRow, audience_id)
     if row is None:
         raise AudienceError(404, "audience", f"no audience {audience_id!r}")
@@ -227,7 +228,7 @@ def snapshot(*, inst: Instance, session: Session, audience_id: str, cond: Condit
 
 def get_audience(*, inst: Instance, audience_id: str) -> Audience:
     with inst.operational.session() as s:
-        return to_audience(_get_row(s, audience_id))
+        return to_audience(audience_row(s, audience_id))
 
 
 def list_audiences(*, inst: Instance, kind: str | None = None, status: str | None = None) -> list[Audience]:
@@ -260,7 +261,7 @@ def update_audience(*, inst: Instance, audience_id: str, patch: AudiencePatch) -
     """Change names, schedule, status or the definition (a new version; a static one is re-snapshotted)."""
     now = inst.clock.now()
     with inst.operational.session() as s:
-        row = _get_row(s, audience_id)
+        row = audience_row(s, audience_id)
         if patch.name is not None and patch.name != row.name:
             _check_name(s, patch.name, own_id=row.id)
             row.name = patch.name
@@ -295,7 +296,7 @@ def update_audience(*, inst: Instance, audience_id: str, patch: AudiencePatch) -
 def delete_audience(*, inst: Instance, audience_id: str) -> None:
     """Delete an audience and its stored members; refused while another audience uses it."""
     with inst.operational.session() as s:
-        row = _get_row(s, audience_id)
+        row = audience_row(s, audience_id)
         users = users_of(s, row.id)
         if users:
             names = ", ".join(f"{u.name} ({u.id})" for u in users)
@@ -325,7 +326,7 @@ def members_of(*, inst: Instance, audience_id: str | None = None, definition: An
     params = params or Params()
     with inst.operational.session() as s:
         if audience_id is not None:
-            row = _get_row(s, audience_id)
+            row = audience_row(s, audience_id)
             if row.kind == "dynamic":
                 cond = parse_condition(row.definition)
             else:
@@ -355,12 +356,10 @@ def _profile_total(inst: Instance) -> int:
 
 def estimate(*, inst: Instance, definition: Any = None, audience_id: str | None = None) -> Estimate:
     """Count members without saving anything: in-memory columns when the condition allows, else SQL."""
-    from tessera.compiler.columnar import count_members
-
     started = time.perf_counter()
     with inst.operational.session() as s:
         if audience_id is not None:
-            row = _get_row(s, audience_id)
+            row = audience_row(s, audience_id)
             if row.kind != "dynamic":
                 n = (
                     inst.analytic.cursor()
@@ -373,7 +372,7 @@ def estimate(*, inst: Instance, definition: Any = None, audience_id: str | None 
         cond = check_definition(definition, inst=inst, session=s)
         ctx = compile_context(inst, s)
         resolved = resolve(cond, ctx)
-        fast = count_members(resolved, ctx.eval, inst.analytic, profile_columns(inst))
+        fast = count_members(resolved, ctx.eval, inst.analytic, inst.profile_columns)
         if fast is not None:
             engine: Literal["columns", "sql"] = "columns"
             n = fast
@@ -382,17 +381,6 @@ def estimate(*, inst: Instance, definition: Any = None, audience_id: str | None 
             n = compile_count(cond, ctx).execute(inst.analytic.cursor())[0][0]
     took = (time.perf_counter() - started) * 1000
     return Estimate(members=int(n), profiles=_profile_total(inst), engine=engine, took_ms=round(took, 2))
-
-
-def profile_columns(inst: Instance) -> Any:
-    """The instance's in-memory profile columns (one cache per analytic store)."""
-    from tessera.stores.profile_columns import ProfileColumns
-
-    cache = inst.__dict__.get("_profile_columns")
-    if cache is None:
-        cache = ProfileColumns(inst.analytic)
-        inst.__dict__["_profile_columns"] = cache
-    return cache
 
 
 class MemberRow(BaseModel):
