@@ -56,6 +56,17 @@ class AudienceSettings(BaseModel):
     columns_memory_mb: int = 2048
 
 
+class TagSettings(BaseModel):
+    """Tags: SQL-tag limits, the default coverage flag, the event-driven re-evaluation delay."""
+
+    sql_timeout_seconds: float = 120.0
+    sql_max_rows: int = 50_000_000
+    #: tags held by fewer profiles than this share are flagged (a tag's min_coverage overrides it)
+    min_coverage: float = 0.01
+    #: how long the event-driven re-evaluation gathers newly loaded profiles before a run
+    reactor_interval_seconds: float = 2.0
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8600
@@ -77,6 +88,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     delivery: DeliverySettings = DeliverySettings()
     audiences: AudienceSettings = AudienceSettings()
+    tags: TagSettings = TagSettings()
     default_region: str = "CN"
     #: The workspace time zone: dates in conditions, "this month", schedules and quiet hours use it.
     timezone: str = "Asia/Shanghai"

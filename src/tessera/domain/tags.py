@@ -6,6 +6,12 @@ Tags are "the base of digital marketing" (the seeds): every tag lives in a categ
 (``{"type": "tag", "tag": "rfm_group", …}``), display names in zh and en, an owner, a value type,
 single- or multi-valued, a kind (static 静态 / rule 规则 / sql / model 模型), an optional cron
 schedule, and a status (draft → active → archived).
+
+How values come about depends on the kind: a **static** tag's values are set (API, file, open tag
+API); a **rule** tag has ordered ``rules`` — (value, condition) pairs in the condition language,
+first match wins for a single-valued tag, every match adds its value to a multi-valued one; a
+**sql** tag has one read-only ``sql`` SELECT returning (profile key, value); a **model** tag names a
+``model`` (RFM, lifecycle, CLV …, see :mod:`tessera.tagmodels`) and its parameters.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tessera.domain.conditions import ConditionError, TagLeaf, leaves, parse_condition
 
 ValueType = Literal["bool", "enum", "number", "string", "date"]
 TagKind = Literal["static", "rule", "sql", "model"]
@@ -63,6 +71,24 @@ DEFAULT_CATEGORIES: tuple[CategoryDraft, ...] = tuple(
 )
 
 
+class Rule(BaseModel):
+    """One (value, condition) pair of a rule tag (规则): profiles the condition selects get ``value``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: str | int | float | bool
+    condition: dict[str, Any] = Field(description="a condition (docs/conditions.md)")
+
+
+class ModelConfig(BaseModel):
+    """Which model computes a model tag, and its parameters (checked by :mod:`tessera.tagmodels`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="e.g. rfm, lifecycle, clv, sentiment")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class TagDraft(BaseModel):
     """What a person writes to define a tag (标签定义)."""
 
@@ -82,6 +108,12 @@ class TagDraft(BaseModel):
     kind: TagKind = "static"
     schedule: str | None = Field(default=None, max_length=100, description="cron for computed kinds")
     status: TagStatus = "draft"
+    rules: list[Rule] | None = Field(default=None, max_length=200, description="rule tags: ordered (value, condition)")
+    sql: str | None = Field(default=None, max_length=100_000, description="sql tags: one SELECT (profile key, value)")
+    model: ModelConfig | None = Field(default=None, description="model tags: the model and its parameters")
+    min_coverage: float | None = Field(
+        default=None, ge=0, le=1, description="flag the tag when fewer profiles than this share hold a value"
+    )
 
     @field_validator("key", "category")
     @classmethod
@@ -103,7 +135,40 @@ class TagDraft(BaseModel):
             raise ValueError("a static tag is set, not computed: it has no schedule")
         if self.value_type == "bool" and self.multi:
             raise ValueError("a bool tag is single-valued")
+        for kind, field in (("rule", "rules"), ("sql", "sql"), ("model", "model")):
+            given = getattr(self, field) is not None
+            if given and self.kind != kind:
+                raise ValueError(f"{field} only goes with kind {kind}")
+            if self.kind == kind and not given:
+                raise ValueError(f"a {kind} tag needs {field}")
+        if self.rules is not None:
+            if not self.rules:
+                raise ValueError("a rule tag needs at least one rule")
+            for i, rule in enumerate(self.rules):
+                try:
+                    rule.value = _typed(self, rule.value)
+                except ValueError as e:
+                    raise ValueError(f"rules[{i}].value: {e}") from None
+                try:
+                    cond = parse_condition(rule.condition)
+                except ConditionError as e:
+                    path, message = e.errors[0]
+                    raise ValueError(f"rules[{i}].condition{'.' + path if path else ''}: {message}") from None
+                if any(isinstance(leaf, TagLeaf) and leaf.tag == self.key for _, leaf in leaves(cond)):
+                    raise ValueError(f"rules[{i}].condition: a rule tag cannot read itself")
+        if self.sql is not None and not self.sql.strip():
+            raise ValueError("sql is empty")
         return self
+
+    def rule_conditions(self) -> list[tuple[str, Any]]:
+        """The rules as (stored value text, parsed condition), in order."""
+        return [(check_value(self, r.value), parse_condition(r.condition)) for r in self.rules or ()]
+
+
+def _typed(tag: TagDraft, value: object) -> str | int | float | bool:
+    """A rule's value checked against the tag's type (kept as written)."""
+    check_value(tag, value)
+    return value  # type: ignore[return-value]
 
 
 class Tag(TagDraft):

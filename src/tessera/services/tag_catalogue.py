@@ -10,15 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from croniter import croniter
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tessera.clock import as_utc
-from tessera.domain.conditions import TagLeaf
+from tessera.domain.conditions import TagLeaf, leaves
 from tessera.domain.tags import DEFAULT_CATEGORIES, Category, CategoryDraft, Tag, TagDraft
 from tessera.services.audiences import audiences_where
 from tessera.stores.models import AudienceRow, TagCategoryRow, TagDefinitionRow
+from tessera.tagmodels import shape_body
 
 
 class CatalogueError(ValueError):
@@ -32,12 +34,63 @@ class CatalogueError(ValueError):
 
 
 def _validated(model: type[CategoryDraft] | type[TagDraft], body: Any) -> Any:
+    if model is TagDraft and isinstance(body, dict):
+        try:
+            body = shape_body(body)
+        except ValueError as e:
+            field, _, message = str(e).partition(": ")
+            raise CatalogueError(422, field, message) from None
     try:
         return model.model_validate(body)
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise CatalogueError(422, field, str(err["msg"]).removeprefix("Value error, ")) from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        # a model-level check names its own field first ("rules[1].condition.op: …")
+        head, sep, rest = message.partition(": ")
+        if field == "body" and sep and " " not in head:
+            field, message = head, rest
+        raise CatalogueError(422, field, message) from None
+
+
+def _check_definition(session: Session, draft: TagDraft) -> None:
+    """What the draft alone cannot know: its schedule, rule dependencies, the SQL's safety."""
+    if draft.schedule and not croniter.is_valid(draft.schedule):
+        raise CatalogueError(422, "schedule", f"not a cron expression: {draft.schedule!r} (e.g. '0 3 * * *')")
+    if draft.kind == "rule":
+        reads = _rule_reads(draft)
+        graph = {r.key: _rule_reads(TagDraft.model_validate(r.body)) for r in
+                 session.scalars(select(TagDefinitionRow).where(TagDefinitionRow.kind == "rule"))}  # fmt: skip
+        graph[draft.key] = reads
+        cycle = _cycle(graph, draft.key)
+        if cycle:
+            raise CatalogueError(422, "rules", f"rule tags read each other in a cycle: {' → '.join(cycle)}")
+    if draft.kind == "sql" and draft.sql is not None:
+        from tessera.services.sql_tags import check_sql
+
+        try:
+            check_sql(draft.sql)
+        except ValueError as e:
+            raise CatalogueError(422, "sql", str(e)) from None
+
+
+def _rule_reads(draft: TagDraft) -> set[str]:
+    return {leaf.tag for _, cond in draft.rule_conditions() for _, leaf in leaves(cond) if isinstance(leaf, TagLeaf)}
+
+
+def _cycle(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    """A path start → … → start through ``graph``, if there is one."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
 
 
 def ensure_default_categories(*, session: Session, now: datetime) -> None:
@@ -80,7 +133,7 @@ def delete_category(*, session: Session, key: str) -> None:
     session.delete(row)
 
 
-def _tag(row: TagDefinitionRow) -> Tag:
+def tag_from_row(row: TagDefinitionRow) -> Tag:
     return Tag.model_validate({**row.body, "version": row.version, "created_at": as_utc(row.created_at),
                                "updated_at": as_utc(row.updated_at)})  # fmt: skip
 
@@ -93,18 +146,19 @@ def create_tag(*, session: Session, body: Any, now: datetime) -> Tag:
         raise CatalogueError(409, "key", f"a tag {draft.key!r} exists")
     if session.get(TagCategoryRow, draft.category) is None:
         raise CatalogueError(422, "category", f"no category {draft.category!r}")
+    _check_definition(session, draft)
     row = TagDefinitionRow(key=draft.key, body=draft.model_dump(mode="json"), category=draft.category, kind=draft.kind,
                            status=draft.status, version=1, created_at=now, updated_at=now)  # fmt: skip
     session.add(row)
     session.flush()
-    return _tag(row)
+    return tag_from_row(row)
 
 
 def get_tag(*, session: Session, key: str) -> Tag:
     row = session.get(TagDefinitionRow, key)
     if row is None:
         raise CatalogueError(404, "tag", f"no tag {key!r}")
-    return _tag(row)
+    return tag_from_row(row)
 
 
 def list_tags(*, session: Session, category: str | None = None, status: str | None = None) -> list[Tag]:
@@ -113,7 +167,7 @@ def list_tags(*, session: Session, category: str | None = None, status: str | No
         q = q.where(TagDefinitionRow.category == category)
     if status is not None:
         q = q.where(TagDefinitionRow.status == status)
-    return [_tag(r) for r in session.scalars(q)]
+    return [tag_from_row(r) for r in session.scalars(q)]
 
 
 def audiences_using(*, session: Session, key: str) -> list[AudienceRow]:
@@ -129,7 +183,11 @@ def update_tag(*, session: Session, key: str, changes: dict[str, Any], now: date
         raise CatalogueError(404, "tag", f"no tag {key!r}")
     if "key" in changes and changes["key"] != key:
         raise CatalogueError(422, "key", "a tag's key never changes (conditions name it); define a new tag")
-    draft: TagDraft = _validated(TagDraft, {**row.body, **changes})
+    base = dict(row.body)
+    if row.kind == "model":  # the model decides these again
+        for field in ("value_type", "enum_values", "multi"):
+            base.pop(field, None)
+    draft: TagDraft = _validated(TagDraft, {**base, **changes})
     if draft.status == "archived" and row.status != "archived":
         users = audiences_using(session=session, key=key)
         if users:
@@ -137,9 +195,12 @@ def update_tag(*, session: Session, key: str, changes: dict[str, Any], now: date
             raise CatalogueError(409, "status", f"active audiences use tag {key!r}: {names}")
     if session.get(TagCategoryRow, draft.category) is None:
         raise CatalogueError(422, "category", f"no category {draft.category!r}")
+    if draft.kind != row.kind:
+        raise CatalogueError(422, "kind", "a tag's kind never changes (its values came from it); define a new tag")
+    _check_definition(session, draft)
     row.body = draft.model_dump(mode="json")
     row.category, row.kind, row.status = draft.category, draft.kind, draft.status
     row.version += 1
     row.updated_at = now
     session.flush()
-    return _tag(row)
+    return tag_from_row(row)

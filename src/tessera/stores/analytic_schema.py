@@ -370,6 +370,45 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        5,
+        [
+            # Every computation or bulk change of a tag's values (标签运行): one row per tag per run;
+            # tags computed in one pass share batch_id. run_no orders runs (the clock may stand still).
+            "CREATE SEQUENCE tag_run_seq START 1",
+            """CREATE TABLE tag_runs (
+                run_id VARCHAR PRIMARY KEY,
+                run_no BIGINT NOT NULL,
+                batch_id VARCHAR NOT NULL,
+                tag_key VARCHAR NOT NULL,
+                tag_version INTEGER NOT NULL,
+                kind VARCHAR NOT NULL,
+                trigger VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                started_at TIMESTAMP NOT NULL,
+                finished_at TIMESTAMP NOT NULL,
+                rows BIGINT NOT NULL,
+                profiles BIGINT NOT NULL,
+                added BIGINT NOT NULL,
+                removed BIGINT NOT NULL,
+                error VARCHAR,
+                details JSON
+            )""",
+            # The history of tag values (标签历史): every value a profile gained (added) or lost, by
+            # which run. "Who had X = V at T" is the profiles whose latest change of (X, V) before T
+            # is an addition; a value's trend is the running sum of +1 / -1 per day.
+            """CREATE TABLE tag_changes (
+                tag_key VARCHAR NOT NULL,
+                profile_idx INTEGER NOT NULL,
+                value VARCHAR NOT NULL,
+                value_num DOUBLE,
+                added BOOLEAN NOT NULL,
+                changed_at TIMESTAMP NOT NULL,
+                run_no BIGINT NOT NULL
+            )""",
+            # -- model tag state (tessera.tagmodels) below this line --
+        ],
+    ),
 ]
 
 #: Tables whose row counts ``tessera stats`` reports.
@@ -385,5 +424,6 @@ COUNTED_TABLES = (
     "products",
     "reviews",
     "profile_tags",
+    "tag_changes",
     "audience_members",
 )
