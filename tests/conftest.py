@@ -184,3 +184,16 @@ def op_store(request: pytest.FixtureRequest, tmp_path: Path) -> OperationalStore
     s = OperationalStore(url)
     request.addfinalizer(s.close)
     return s
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo brand (1,500 users), built once per session; copy it before writing to it."""
+    from typer.testing import CliRunner
+
+    from tessera.cli.main import app as cli
+
+    root = tmp_path_factory.mktemp("demo") / "data"
+    result = CliRunner().invoke(cli, ["demo", "--users", "1500", "--no-serve", "--data-dir", str(root), "--live", "0"])
+    assert result.exit_code == 0, result.output
+    return root

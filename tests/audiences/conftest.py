@@ -10,22 +10,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from tessera.api.app import create_app
-from tessera.cli.main import app as cli
 from tessera.clock import FrozenClock
 from tessera.runtime import Instance
 
 TOKEN = "audience-tests"
-
-
-@pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "data"
-    result = CliRunner().invoke(cli, ["demo", "--users", "1500", "--no-serve", "--data-dir", str(root), "--live", "0"])
-    assert result.exit_code == 0, result.output
-    return root
 
 
 @dataclass

@@ -18,12 +18,15 @@ from tessera.api import audiences as audiences_api
 from tessera.api import destinations as destinations_api
 from tessera.api import identity as identity_api
 from tessera.api import imports as imports_api
+from tessera.api import open_tags as open_tags_api
 from tessera.api import profiles as profiles_api
+from tessera.api import tag_values as tag_values_api
 from tessera.api import tags as tags_api
 from tessera.runtime import Instance
 from tessera.services.audience_refresh import Scheduler
 from tessera.services.audiences import AudienceError
 from tessera.services.pipeline import Pipeline
+from tessera.services.tag_reactor import TagReactor
 
 
 def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI:
@@ -37,9 +40,14 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
         scheduler = Scheduler(instance, interval=instance.settings.audiences.scheduler_interval_seconds)
         scheduler.start()
         app.state.scheduler = scheduler
+        reactor = TagReactor(instance, interval=instance.settings.tags.reactor_interval_seconds)
+        pipeline.loader.listeners.append(reactor.notify)
+        reactor.start()
+        app.state.tag_reactor = reactor
         try:
             yield
         finally:
+            reactor.stop()
             scheduler.stop()
             pipeline.stop()
 
@@ -92,6 +100,7 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
             "version": __version__,
             "loader_error": pipeline.loader.last_error if pipeline else None,
             "scheduler_error": getattr(getattr(app.state, "scheduler", None), "last_error", None),
+            "tag_reactor_error": getattr(getattr(app.state, "tag_reactor", None), "last_error", None),
         }
 
     app.add_middleware(collect.CollectFastLane, state=app.state)
@@ -103,4 +112,6 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
     app.include_router(audiences_api.router)
     app.include_router(destinations_api.router)
     app.include_router(tags_api.router)
+    app.include_router(tag_values_api.router)
+    app.include_router(open_tags_api.router)
     return app

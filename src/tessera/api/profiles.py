@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from tessera.api.deps import get_instance, require_admin
 from tessera.domain.identity import IdentityRules
 from tessera.runtime import Instance
-from tessera.services import profile_view
+from tessera.services import profile_view, tag_catalogue
 from tessera.services import sources as sources_service
 from tessera.services.identity_rules import get_rules
 from tessera.services.profile_view import Profile360, ProfileHit, ProfileRef, ProfileViewError, Timeline
@@ -67,6 +67,8 @@ def _before(value: str | None) -> str | datetime | None:
 
 def _view(instance: Instance, *, identifier: str | None, profile_id: str | None, **kw: Any) -> Profile360:
     rules, names = _context(instance)
+    with instance.operational.session() as s:
+        tags = {t.key: t for t in tag_catalogue.list_tags(session=s)}
     try:
         with _reading(instance) as cur:
             ref = profile_view.find_profile(cur, rules=rules, identifier=identifier, profile_id=profile_id)
@@ -75,7 +77,7 @@ def _view(instance: Instance, *, identifier: str | None, profile_id: str | None,
                 raise _not_found("identifier", f"no profile has the identifier {id_type}:{value}")
             if ref is None:
                 raise _not_found("profile_id", f"no profile {profile_id}")
-            return profile_view.profile_360(cur, ref=ref, rules=rules, source_names=names, **kw)
+            return profile_view.profile_360(cur, ref=ref, rules=rules, source_names=names, tag_catalogue=tags, **kw)
     except ProfileViewError as exc:
         raise _bad(exc) from None
 

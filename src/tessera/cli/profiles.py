@@ -17,7 +17,7 @@ from rich.table import Table
 from tessera.cli.common import DataDirOption, answer_or_fail, ask_server, console, fail, open_instance
 from tessera.domain.identity import IdentityRules
 from tessera.runtime import Instance
-from tessera.services import profile_view
+from tessera.services import profile_view, tag_catalogue
 from tessera.services import sources as sources_service
 from tessera.services.identity_rules import get_rules
 from tessera.services.profile_view import Profile360, ProfileHit, ProfileViewError
@@ -95,9 +95,12 @@ def _show_locally(
             raise _NotFound(f"no profile has the identifier {id_type}:{value}")
         if ref is None:
             raise _NotFound(f"no profile {profile_id}")
+        with instance.operational.session() as s:
+            tags = {t.key: t for t in tag_catalogue.list_tags(session=s)}
         return profile_view.profile_360(
-            cur, ref=ref, rules=rules, source_names=names, timeline_limit=events, orders_limit=orders
-        )
+            cur, ref=ref, rules=rules, source_names=names, timeline_limit=events, orders_limit=orders,
+            tag_catalogue=tags,
+        )  # fmt: skip
     except ProfileViewError as exc:
         fail(str(exc))
     finally:
@@ -219,6 +222,13 @@ def _print_view(v: Profile360) -> None:
     if v.timeline.next_before:
         console.print(f"older events: --events N, or GET …/events?before={v.timeline.next_before}", highlight=False)
 
+    if v.tags:
+        tags = Table(title="标签 Tags", title_justify="left")
+        for col in ("tag", "name", "kind", "values", "computed"):
+            tags.add_column(col, overflow="fold")
+        for t in v.tags:
+            tags.add_row(t.key, t.name or "", t.kind or "", ", ".join(t.values), _when(t.computed_at or t.updated_at))
+        console.print(tags)
     if v.merge_history:
         history = Table(title="合并记录 Merge history", title_justify="left")
         for col in ("#", "logged", "action", "profile", "others", "identifier", "reason"):

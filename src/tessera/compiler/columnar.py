@@ -232,6 +232,8 @@ def _leaf_columns(node: Condition) -> list[ColumnSpec]:
         spec = attribute_column(node.field, reading, elements)
         return [] if spec is None else [spec]
     if isinstance(node, TagLeaf):
+        if node.on is not None:
+            raise Unsupported("tag history")  # read from tag_changes by SQL
         if node.op == "has":
             return [tag_column(node.tag, "text")]
         if node.op in ("gt", "gte", "lt", "lte", "between"):

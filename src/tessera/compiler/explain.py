@@ -21,6 +21,7 @@ from tessera.compiler.lower import (
     identifier_rows,
     lower,
     lower_leaf,
+    tag_source,
 )
 from tessera.compiler.query import Params, Query
 from tessera.compiler.resolve import inline_audience, resolve
@@ -97,14 +98,11 @@ def _observed(leaf: Leaf, env: Env, matched: exp.Expr) -> exp.Expr:
     if isinstance(leaf, AttributeLeaf):
         return attribute_source(leaf).raw()
     if isinstance(leaf, TagLeaf):
+        source, where = tag_source(leaf, env)
         values = (
             exp.select(nodes.JsonList(this=exp.column("value", table="t")), copy=False)
-            .from_(exp.to_table("profile_tags").as_("t"), copy=False)
-            .where(
-                profile_col("t").eq(exp.Literal.number(env.scope or 0)),
-                exp.column("tag_key", table="t").eq(env.params.add(leaf.tag)),
-                copy=False,
-            )
+            .from_(source, copy=False)
+            .where(profile_col("t").eq(exp.Literal.number(env.scope or 0)), *where, copy=False)
         )
         return exp.func("coalesce", _scalar(values), exp.Literal.string("[]"))
     if isinstance(leaf, EventLeaf):

@@ -106,14 +106,37 @@ def semi_join(m: Measure, env: Env) -> exp.Expr:
 
 
 # -- tags ----------------------------------------------------------------------------------------
+def tag_source(leaf: TagLeaf, env: Env) -> tuple[exp.Expr, list[exp.Expr]]:
+    """Where a tag leaf's values are, as ``t`` (profile_idx, value, value_num), and its conditions.
+
+    Now: ``profile_tags AS t WHERE t.tag_key = $key``. With ``on``: the history — per (profile,
+    value), the latest change before the end of that day (by run) is an addition."""
+    key = env.params.add(leaf.tag)
+    cutoff = leaf.cutoff(env.ctx)
+    if cutoff is None:
+        return exp.to_table("profile_tags").as_("t"), [exp.column("tag_key", table="t").eq(key)]
+    h = ("profile_idx", "value", "value_num")
+    latest = exp.ArgMax(this=exp.column("added", table="h"), expression=exp.column("run_no", table="h"))
+    held = (
+        exp.select(*(exp.column(c, table="h") for c in h), copy=False)
+        .from_(exp.to_table("tag_changes").as_("h"), copy=False)
+        .where(
+            exp.column("tag_key", table="h").eq(key),
+            exp.LT(this=exp.column("changed_at", table="h"), expression=env.params.add(cutoff.replace(tzinfo=None))),
+            copy=False,
+        )
+        .group_by(*(exp.column(c, table="h") for c in h), copy=False)
+        .having(latest, copy=False)
+    )
+    return held.subquery("t"), []
+
+
 def _tag_rows(leaf: TagLeaf, env: Env) -> exp.Select:
     """``SELECT t.profile_idx FROM profile_tags AS t WHERE t.tag_key = $key`` (add the value test)."""
-    conds = _scoped(profile_col("t"), env, [exp.column("tag_key", table="t").eq(env.params.add(leaf.tag))])
-    return (
-        exp.select(profile_col("t"), copy=False)
-        .from_(exp.to_table("profile_tags").as_("t"), copy=False)
-        .where(*conds, copy=False)
-    )
+    source, where = tag_source(leaf, env)
+    conds = _scoped(profile_col("t"), env, where)
+    select = exp.select(profile_col("t"), copy=False).from_(source, copy=False)
+    return select.where(*conds, copy=False) if conds else select
 
 
 def _tag_value(value: object, env: Env) -> exp.Expr:

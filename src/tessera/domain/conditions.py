@@ -39,9 +39,10 @@ is read depends on the operator and the type of ``value``:
 * list attributes (``channels``): ``eq``/``contains`` = has the element, ``in`` = has any of;
 * ``is_set``: present and not null; ``is_not_set`` is its negation.
 
-**tag** — the profile's current values of a tag (``profile_tags``; the Tags step fills it).
-``has``: any value; ``in``: any of ``values``; ``all``: every one of ``values``; ``eq``: some
-value equals ``value`` (text, or number for numbers); ``neq`` = not ``eq``; ``gt gte lt lte
+**tag** — the profile's current values of a tag (``profile_tags``), or with ``on`` (a date) the
+values it held at the end of that local day (from the history, ``tag_changes``: "had tag X on
+date D"). ``has``: any value; ``in``: any of ``values``; ``all``: every one of ``values``; ``eq``:
+some value equals ``value`` (text, or number for numbers); ``neq`` = not ``eq``; ``gt gte lt lte
 between``: some numeric value satisfies it.
 
 **event** — events named ``event`` whose properties pass every ``where`` filter (attribute
@@ -367,6 +368,14 @@ class TagLeaf(_Node):
     op: Literal["has", "in", "all", "eq", "neq", "gt", "gte", "lt", "lte", "between"] = "has"
     value: Scalar | None = None
     values: list[Scalar] | None = Field(default=None, min_length=1, max_length=10_000)
+    on: date | None = Field(default=None, description="the values held at the end of this day (history)")
+
+    def cutoff(self, ctx: EvalContext) -> datetime | None:
+        """The instant "on" means: the start of the next local day, UTC (None: now)."""
+        if self.on is None:
+            return None
+        local = datetime.combine(self.on + timedelta(days=1), time(), ctx.zone)
+        return local.astimezone(UTC)
 
     @model_validator(mode="after")
     def _operands(self) -> TagLeaf:

@@ -164,7 +164,8 @@ class RefreshFailed(RuntimeError):
 
 
 class Scheduler:
-    """Runs :func:`refresh_due` every ``interval`` seconds in a thread of the server process."""
+    """Runs :func:`refresh_due` and the tags' ``run_due`` every ``interval`` seconds in a thread of
+    the server process."""
 
     def __init__(self, inst: Instance, *, interval: float = 30.0) -> None:
         self.inst = inst
@@ -181,12 +182,16 @@ class Scheduler:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        from tessera.services.tag_runs import run_due  # tags read audiences: import late
+
         while not self._stop.wait(self.interval):
-            try:
-                refresh_due(inst=self.inst)
-                self.last_error = None
-            except Exception as e:
-                self.last_error = f"{type(e).__name__}: {e}"
+            errors = []
+            for tick in (lambda: refresh_due(inst=self.inst), lambda: run_due(self.inst)):
+                try:
+                    tick()
+                except Exception as e:
+                    errors.append(f"{type(e).__name__}: {e}")
+            self.last_error = "; ".join(errors) or None
 
 
 class Change(BaseModel):

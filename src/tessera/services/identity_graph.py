@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from tessera.domain.unify import Graph, Identifier, LogEntry, Profile, profile_id_for
+from tessera.services import tag_values
 
 _TS = pa.timestamp("us")
 
@@ -175,6 +176,7 @@ def write_changes(
                     f"UPDATE {tbl} SET profile_idx = m.survivor FROM _g_merge m "  # noqa: S608 - fixed names
                     f"WHERE {tbl}.profile_idx = m.loser"
                 )
+            tag_values.carry_over(cur, "_g_merge", now=now)
             cur.execute("DELETE FROM profiles WHERE profile_idx IN (SELECT loser FROM _g_merge)")
             cur.execute("DELETE FROM profile_attributes WHERE profile_idx IN (SELECT loser FROM _g_merge)")
             cur.execute(

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -80,6 +81,9 @@ class Loader:
         self.loaded_dead = 0
         self.duplicates = 0
         self.last_error: str | None = None
+        #: called after each committed load with the profiles whose events it stored (rule tags react)
+        self.listeners: list[Callable[[list[int]], None]] = []
+        self._touched: list[int] = []
 
     # -- state -------------------------------------------------------------------------------
     def _read_checkpoint(self) -> wal.Position:
@@ -170,8 +174,12 @@ class Loader:
                         [new_pos.segment, new_pos.offset],
                     )
             except BaseException:
+                self._touched = []
                 self._load_names()  # names inserted in the rolled-back transaction are gone
                 raise
+            touched, self._touched = self._touched, []
+            for listener in self.listeners if touched else ():
+                listener(touched)
             for key, us in fresh_keys:
                 self._seen[key] = us
             self._expire_seen(to_micros(self.clock.now()))
@@ -244,6 +252,12 @@ class Loader:
                 normaliser=self._normaliser,
             )
             cur.execute(_INSERT_EVENTS)
+            if self.listeners:
+                got = cur.execute(
+                    f"SELECT DISTINCT l.profile_idx FROM {identity.ROWS_TABLE} m "  # noqa: S608 - constant
+                    "JOIN identity_links l ON l.obs_idx = m.obs_idx WHERE l.profile_idx IS NOT NULL"
+                ).fetchall()
+                self._touched.extend(r[0] for r in got)
             cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
         finally:
             cur.unregister("_load_events")

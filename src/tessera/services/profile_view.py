@@ -156,6 +156,36 @@ class MergeEntry(_Out):
     run: str
 
 
+class ProfileTag(_Out):
+    """One tag of a profile: its values, what kind of tag it is and when its values were computed."""
+
+    key: str
+    name: str | None = None
+    name_en: str | None = None
+    category: str | None = None
+    kind: str | None = Field(None, description="static | rule | sql | model (null: not in the catalogue)")
+    value_type: str | None = None
+    values: list[str]
+    updated_at: datetime = Field(description="when this profile's value last changed")
+    computed_at: datetime | None = Field(None, description="the tag's last successful run")
+
+
+def profile_tags(cur: duckdb.DuckDBPyConnection, *, profile_idx: int, catalogue: Mapping[str, Any]) -> list[ProfileTag]:
+    """The profile's tag values, grouped per tag, with the catalogue's names and the last run."""
+    rows = cur.execute(
+        """SELECT t.tag_key, list(t.value ORDER BY t.value), max(t.updated_at),
+               (SELECT max(r.finished_at) FROM tag_runs r WHERE r.tag_key = t.tag_key AND r.status = 'succeeded')
+        FROM profile_tags t WHERE t.profile_idx = ? GROUP BY t.tag_key ORDER BY t.tag_key""",
+        [profile_idx],
+    ).fetchall()
+    out = []
+    for key, values, updated, computed in rows:
+        tag = catalogue.get(key)
+        info = {f: getattr(tag, f) for f in ("name", "name_en", "category", "kind", "value_type")} if tag else {}
+        out.append(ProfileTag(key=key, values=values, updated_at=updated, computed_at=computed, **info))
+    return out
+
+
 class Profile360(BaseModel):
     """The 360° view of one profile (用户360视图).
 
@@ -171,7 +201,7 @@ class Profile360(BaseModel):
     )
     identities: list[IdentityOut]
     consents: list[dict[str, Any]] = Field(default_factory=list, description="consents (同意); filled later")
-    tags: list[dict[str, Any]] = Field(default_factory=list, description="tags (标签); filled later")
+    tags: list[ProfileTag] = Field(default_factory=list, description="tags (标签) with kind and when computed")
     audiences: list[dict[str, Any]] = Field(default_factory=list, description="audiences (人群); filled later")
     orders: list[OrderOut] = Field(description="latest orders first")
     timeline: Timeline
@@ -276,6 +306,7 @@ def profile_360(
     orders_limit: int = 20,
     history_limit: int = 100,
     live_attributes: bool = False,
+    tag_catalogue: Mapping[str, Any] | None = None,
 ) -> Profile360:
     """Everything about one profile; the timeline is its first page (``timeline`` pages on).
 
@@ -315,6 +346,7 @@ def profile_360(
         attributes=attrs,
         attributes_as_of=as_of,
         identities=ids,
+        tags=profile_tags(cur, profile_idx=idx, catalogue=tag_catalogue or {}),
         orders=latest_orders,
         timeline=page,
         merge_history=merge_history(cur, profile_id=pid, identities=ids, limit=history_limit),

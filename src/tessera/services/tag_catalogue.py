@@ -138,6 +138,13 @@ def tag_from_row(row: TagDefinitionRow) -> Tag:
                                "updated_at": as_utc(row.updated_at)})  # fmt: skip
 
 
+def check_draft(*, session: Session, body: Any) -> TagDraft:
+    """A definition checked as :func:`create_tag` would (without saving it or needing its category)."""
+    draft: TagDraft = _validated(TagDraft, body)
+    _check_definition(session, draft)
+    return draft
+
+
 def create_tag(*, session: Session, body: Any, now: datetime) -> Tag:
     """Define a tag; its category must exist."""
     draft: TagDraft = _validated(TagDraft, body)
@@ -175,6 +182,20 @@ def audiences_using(*, session: Session, key: str) -> list[AudienceRow]:
     return audiences_where(session, lambda leaf: isinstance(leaf, TagLeaf) and leaf.tag == key, active_only=True)
 
 
+_USER_KIND = {"audience": "audience", "tag": "rule tag", "journey": "journey"}
+
+
+def tag_usage(*, session: Session, key: str) -> list[dict[str, str]]:
+    """Where a tag is read: audiences (active or not) and rule tags whose conditions name it.
+    (Journeys join this list when they exist.)"""
+    out = [{"kind": "audience", "id": a.id, "name": a.name, "status": a.status}
+           for a in audiences_where(session, lambda leaf: isinstance(leaf, TagLeaf) and leaf.tag == key)]  # fmt: skip
+    for row in session.scalars(select(TagDefinitionRow).where(TagDefinitionRow.kind == "rule")):
+        if row.key != key and key in _rule_reads(TagDraft.model_validate(row.body)):
+            out.append({"kind": "tag", "id": row.key, "name": str(row.body["name"]), "status": row.status})
+    return out
+
+
 def update_tag(*, session: Session, key: str, changes: dict[str, Any], now: datetime) -> Tag:
     """Change a tag's definition (a new version). The key cannot change; archiving is refused while
     an active audience uses the tag."""
@@ -189,10 +210,10 @@ def update_tag(*, session: Session, key: str, changes: dict[str, Any], now: date
             base.pop(field, None)
     draft: TagDraft = _validated(TagDraft, {**base, **changes})
     if draft.status == "archived" and row.status != "archived":
-        users = audiences_using(session=session, key=key)
+        users = [u for u in tag_usage(session=session, key=key) if u["status"] == "active"]
         if users:
-            names = ", ".join(f"{a.name} ({a.id})" for a in users)
-            raise CatalogueError(409, "status", f"active audiences use tag {key!r}: {names}")
+            names = ", ".join(f"{_USER_KIND[u['kind']]} {u['name']} ({u['id']})" for u in users)
+            raise CatalogueError(409, "status", f"tag {key!r} is in use by active {names}")
     if session.get(TagCategoryRow, draft.category) is None:
         raise CatalogueError(422, "category", f"no category {draft.category!r}")
     if draft.kind != row.kind:

@@ -66,7 +66,7 @@ def computer_for(tag: Tag) -> tuple[str, Computer]:
         return f"model:{spec.name}", compute
     if tag.kind in _COMPUTERS:
         module = importlib.import_module(_COMPUTERS[tag.kind])
-        return tag.kind, module.compute  # type: ignore[no-any-return]
+        return tag.kind, module.compute
     raise CatalogueError(422, "kind", f"tag {tag.key!r} is static: its values are set, not computed")
 
 
@@ -186,3 +186,78 @@ def run_due(inst: Instance) -> list[RunResult]:
     """Run every due tag (the scheduler's tick); all due rule tags share one pass."""
     tags = due(inst)
     return run_tags(inst, tags, trigger="schedule", incremental=True) if tags else []
+
+
+# -- preview and quality ----------------------------------------------------------------------------
+def preview(inst: Instance, body: dict[str, Any], *, limit: int = 100) -> dict[str, Any]:
+    """Compute a tag definition that is not saved (or changed) and show what it would give:
+    profiles with a value, the distribution, and the first ``limit`` (profile id, value) rows."""
+    from tessera.services.tag_catalogue import check_draft
+
+    filler = {"key": "preview", "name": "预览", "name_en": "Preview", "category": "basic"}
+    with inst.operational.session() as s:
+        draft = check_draft(session=s, body={**filler, **body})
+    now = inst.clock.now()
+    tag = Tag.model_validate({**draft.model_dump(), "version": 0, "created_at": now, "updated_at": now})
+    _, compute = computer_for(tag)
+    cur = inst.analytic.cursor()
+    try:
+        tag_values.create_new_table(cur)
+        try:
+            compute(cur, [tag], context(inst, trigger="preview"))
+        except (TagRunError, duckdb.Error) as e:
+            raise CatalogueError(422, "definition", str(e)) from None
+        rows = cur.execute(
+            f"""SELECT p.profile_id, n.value FROM {NEW} n JOIN profiles p USING (profile_idx)
+            ORDER BY p.profile_id, n.value LIMIT $lim""",  # noqa: S608 - fixed names
+            {"lim": limit},
+        ).fetchall()
+        (holders, total_rows) = cur.execute(f"SELECT count(DISTINCT profile_idx), count(*) FROM {NEW}").fetchone()  # type: ignore[misc]  # noqa: S608
+        dist = cur.execute(
+            f"SELECT value, count(*) AS n FROM {NEW} GROUP BY value ORDER BY n DESC, value LIMIT 50"  # noqa: S608
+        ).fetchall()
+        profiles = int(cur.execute("SELECT count(*) FROM profiles").fetchone()[0])  # type: ignore[index]
+    finally:
+        cur.close()
+    return {
+        "profiles": profiles,
+        "holders": int(holders),
+        "rows": int(total_rows),
+        "coverage": holders / profiles if profiles else 0.0,
+        "values": [{"value": v, "profiles": int(n)} for v, n in dist],
+        "sample": [{"profile_id": p, "value": v} for p, v in rows],
+    }
+
+
+def quality(inst: Instance, tag: Tag) -> dict[str, Any]:
+    """Coverage, value distribution, the last run, where the tag is used, and the low-coverage flag."""
+    from tessera.services.tag_catalogue import tag_usage
+
+    cur = inst.analytic.cursor()
+    try:
+        cov = tag_values.coverage(cur, tag.key)
+        last = tag_values.runs(cur, tag.key, limit=1)
+        last_ok = cur.execute(
+            "SELECT max(finished_at) FROM tag_runs WHERE tag_key = $k AND status = 'succeeded'", {"k": tag.key}
+        ).fetchone()
+    finally:
+        cur.close()
+    threshold = tag.min_coverage if tag.min_coverage is not None else inst.settings.tags.min_coverage
+    with inst.operational.session() as s:
+        used = tag_usage(session=s, key=tag.key)
+    from tessera.clock import as_utc
+
+    return {
+        "key": tag.key,
+        "name": tag.name,
+        "name_en": tag.name_en,
+        "kind": tag.kind,
+        "status": tag.status,
+        **cov,
+        "min_coverage": threshold,
+        "low_coverage": cov["coverage"] < threshold,
+        "last_run": last[0] if last else None,
+        "computed_at": as_utc(last_ok[0]) if last_ok and last_ok[0] else None,
+        "next_run_at": next_run_at(tag, inst=inst, last=last_runs(inst).get(tag.key)),
+        "used_by": used,
+    }

@@ -62,7 +62,7 @@ def create_new_table(cur: duckdb.DuckDBPyConnection) -> None:
 def create_scope_table(cur: duckdb.DuckDBPyConnection, profile_idxs: Sequence[int]) -> None:
     cur.register("_tag_scope_in", pa.table({"profile_idx": pa.array(sorted(set(profile_idxs)), pa.int32())}))
     try:
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE {SCOPE} AS SELECT profile_idx FROM _tag_scope_in")
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE {SCOPE} AS SELECT profile_idx FROM _tag_scope_in")  # noqa: S608 - fixed names
     finally:
         cur.unregister("_tag_scope_in")
 
@@ -95,7 +95,7 @@ def swap(
     cur.executemany("INSERT INTO _tag_keys VALUES (?)", [[k] for k in keys])
 
     def in_scope(alias: str) -> str:
-        return f"AND {alias}.profile_idx IN (SELECT profile_idx FROM {SCOPE})" if scoped else ""
+        return f"AND {alias}.profile_idx IN (SELECT profile_idx FROM {SCOPE})" if scoped else ""  # noqa: S608 - fixed names
 
     cur.execute(
         f"""CREATE OR REPLACE TEMP TABLE _tag_clean AS
@@ -338,3 +338,42 @@ def coverage(cur: duckdb.DuckDBPyConnection, tag_key: str, *, top: int = 50) -> 
         "coverage": holders / total if total else 0.0,
         "values": [{"value": v, "profiles": int(n), "share": n / holders if holders else 0.0} for v, n in dist],
     }
+
+
+def carry_over(cur: duckdb.DuckDBPyConnection, merges: str, *, now: datetime) -> None:
+    """When profiles merge, the survivor keeps its own tag values and takes each tag it lacks from
+    the merged-away profiles (the earliest-created one's, for several); history records both sides.
+
+    ``merges`` is a table of (loser, survivor) profile indexes; called in the merge's transaction.
+    Computed tags settle at their next run; static values would otherwise be lost."""
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _tag_merge AS
+        SELECT t.tag_key, t.profile_idx AS loser, m.survivor, t.value, t.value_num
+        FROM profile_tags t JOIN {merges} m ON t.profile_idx = m.loser"""  # noqa: S608 - fixed names
+    )
+    if not cur.execute("SELECT count(*) FROM _tag_merge").fetchone()[0]:  # type: ignore[index]
+        cur.execute("DROP TABLE _tag_merge")
+        return
+    at = _naive(now)
+    run_no = int(cur.execute("SELECT nextval('tag_run_seq')").fetchone()[0])  # type: ignore[index]
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE _tag_moved AS
+        SELECT survivor AS profile_idx, tag_key, value, value_num FROM _tag_merge g
+        WHERE NOT EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile_idx = g.survivor AND t.tag_key = g.tag_key)
+        QUALIFY dense_rank() OVER (PARTITION BY survivor, tag_key ORDER BY loser) = 1"""
+    )
+    cur.execute(
+        """INSERT INTO tag_changes (tag_key, profile_idx, value, value_num, added, changed_at, run_no)
+        SELECT tag_key, loser, value, value_num, false, $at, $run FROM _tag_merge
+        UNION ALL SELECT tag_key, profile_idx, value, value_num, true, $at, $run FROM _tag_moved""",
+        {"at": at, "run": run_no},
+    )
+    cur.execute(f"DELETE FROM profile_tags WHERE profile_idx IN (SELECT loser FROM {merges})")  # noqa: S608 - fixed names
+    cur.execute(
+        "INSERT INTO profile_tags (profile_idx, tag_key, value, value_num, updated_at) "
+        "SELECT profile_idx, tag_key, value, value_num, $at FROM _tag_moved",
+        {"at": at},
+    )
+    cur.execute("DROP TABLE _tag_merge")
+    cur.execute("DROP TABLE _tag_moved")
+    analytic.changed(cur, "profile_tags", "tag_changes")
