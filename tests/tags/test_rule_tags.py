@@ -38,9 +38,11 @@ SPEND_SQL = """SELECT p.profile_idx, CASE WHEN a.total_spend >= 2000 THEN '高' 
 
 
 def _values(api: Api, key: str) -> set[tuple[int, str]]:
-    rows = api.inst.analytic.cursor().execute(
-        "SELECT profile_idx, value FROM profile_tags WHERE tag_key = ?", [key]
-    ).fetchall()
+    rows = (
+        api.inst.analytic.cursor()
+        .execute("SELECT profile_idx, value FROM profile_tags WHERE tag_key = ?", [key])
+        .fetchall()
+    )
     return {(int(i), v) for i, v in rows}
 
 
@@ -102,8 +104,21 @@ def test_history_answers_who_had_a_value_on_a_date(tagged: Api) -> None:
     today = clock.now().astimezone(ZoneInfo(api.inst.settings.timezone)).date()
     # two days later the threshold for 高 rises: some 高 become 中
     clock.advance(timedelta(days=2))
-    raised = {**SPEND_BAND, "rules": [{**SPEND_BAND["rules"][0], "condition": {  # type: ignore[dict-item]
-        "type": "attribute", "field": "total_spend", "op": "gte", "value": 5000}}, *SPEND_BAND["rules"][1:]]}  # type: ignore[misc]
+    raised = {
+        **SPEND_BAND,
+        "rules": [
+            {
+                **SPEND_BAND["rules"][0],
+                "condition": {  # type: ignore[dict-item]
+                    "type": "attribute",
+                    "field": "total_spend",
+                    "op": "gte",
+                    "value": 5000,
+                },
+            },
+            *SPEND_BAND["rules"][1:],
+        ],
+    }  # type: ignore[misc]
     api.call("PATCH", "/v1/admin/tags/spend_band", json={"rules": raised["rules"]})
     run = api.call("POST", "/v1/admin/tags/spend_band/run")
     assert isinstance(run, list) and run[0]["removed"] > 0 and run[0]["added"] > 0

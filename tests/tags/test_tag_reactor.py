@@ -81,7 +81,9 @@ def test_tag_values_follow_a_merge(demo_dir: Path, tmp_path: Path) -> None:
             assert c.post("/v1/admin/tags", headers=H, json=body).status_code == 201
         tags = {t.key: t for t in tag_runs.load_tags(inst, ["vip_note", "hobbies"])}
         cur = inst.analytic.cursor()
-        a, b, d = (r[0] for r in cur.execute("SELECT profile_idx FROM profiles ORDER BY profile_idx LIMIT 3").fetchall())
+        a, b, d = (
+            r[0] for r in cur.execute("SELECT profile_idx FROM profiles ORDER BY profile_idx LIMIT 3").fetchall()
+        )
 
         def assign(key: str, rows: list[tuple[int, str | None]]) -> None:
             scoped = tag_values.stage_assignment(cur, tags[key], rows, "add")

@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
+from pyroaring import BitMap
 from sqlglot import exp
 
-from tessera.compiler import CompileContext
+from tessera.compiler import CompileContext, resolve
+from tessera.compiler.columnar import UNIVERSE, evaluate, requirements
 from tessera.compiler.lower import ATTRIBUTES, PROFILE
 from tessera.compiler.query import Params, run
 from tessera.compiler.statements import compile_predicate, reads_attributes
@@ -27,6 +30,8 @@ from tessera.domain.conditions import EventLeaf, InAudienceLeaf, TagLeaf, leaves
 from tessera.domain.tags import Tag
 from tessera.services.audiences import StoreResolver
 from tessera.services.tag_runs import ComputeContext
+from tessera.services.tag_values import grouped
+from tessera.stores.profile_columns import bitmap_of
 
 WIDE = "_tag_wide"
 
@@ -58,11 +63,12 @@ def reacts_to_events(tag: Tag) -> bool:
     )
 
 
-def wide_select(tags: Sequence[Tag], ctx: CompileContext, params: Params, *, scope: str | None = None) -> tuple[exp.Select, list[tuple[str, str, str | None]]]:  # fmt: skip
+def wide_select(tags: Sequence[Tag], ctx: CompileContext, params: Params, *, scope: str | None = None) -> tuple[exp.Select, list[tuple[str, str, list[str]]]]:  # fmt: skip
     """``SELECT p.profile_idx, <one column per single-valued tag or per multi-valued rule> FROM profiles p …``
-    and the plan: (tag key, column, the value when the column is a per-rule boolean)."""
+    and the plan: (tag key, column, values). A single-valued tag's column holds the index of the
+    first rule that matches (its value: ``values[index]``); a multi-valued rule's column is a boolean."""
     columns: list[exp.Expr] = [exp.column("profile_idx", table=PROFILE)]
-    plan: list[tuple[str, str, str | None]] = []
+    plan: list[tuple[str, str, list[str]]] = []
     attributes = False
     for i, tag in enumerate(tags):
         rules = tag.rule_conditions()
@@ -71,15 +77,15 @@ def wide_select(tags: Sequence[Tag], ctx: CompileContext, params: Params, *, sco
                 pred = compile_predicate(cond, ctx, params)
                 attributes = attributes or reads_attributes(pred)
                 columns.append(exp.alias_(pred, f"c{i}_{j}"))
-                plan.append((tag.key, f"c{i}_{j}", value))
+                plan.append((tag.key, f"c{i}_{j}", [value]))
         else:
             case = exp.Case()
-            for value, cond in rules:
+            for j, (_, cond) in enumerate(rules):
                 pred = compile_predicate(cond, ctx, params)
                 attributes = attributes or reads_attributes(pred)
-                case = case.when(pred, params.add(value), copy=False)
+                case = case.when(pred, exp.Literal.number(j), copy=False)
             columns.append(exp.alias_(case, f"c{i}"))
-            plan.append((tag.key, f"c{i}", None))
+            plan.append((tag.key, f"c{i}", [v for v, _ in rules]))
     select = exp.select(*columns, copy=False).from_(exp.to_table("profiles").as_(PROFILE), copy=False)
     if attributes:
         on = exp.column("profile_idx", table=ATTRIBUTES).eq(exp.column("profile_idx", table=PROFILE))
@@ -91,28 +97,70 @@ def wide_select(tags: Sequence[Tag], ctx: CompileContext, params: Params, *, sco
 
 
 def compute(cur: duckdb.DuckDBPyConnection, tags: Sequence[Tag], ctx: ComputeContext) -> dict[str, dict[str, Any]]:
-    """Fill the run's table with every rule tag's values, in one pass over the profiles."""
-    params = Params()
+    """Every rule tag's values as bitmaps (into ``ctx.produced``).
+
+    Tags whose conditions the in-memory columns can answer (attributes, tags, identifiers,
+    buckets, stored members) are evaluated there — set operations over columns kept warm between
+    runs; the others share one compiled SQL pass over the profiles."""
     with ctx.inst.operational.session() as s:
         cctx = CompileContext(eval=ctx.eval, audiences=StoreResolver(s))
-        select, plan = wide_select(tags, cctx, params, scope=ctx.scope)
-    create = exp.Create(
-        this=exp.to_table(WIDE), kind="TABLE", expression=select, replace=True,
-        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-    )  # fmt: skip
-    run(cur, create, params.values)
-    try:
-        for key, column, value in plan:
-            if value is None:
-                cur.execute(
-                    f"INSERT INTO {ctx.target} SELECT $key, profile_idx, {column} FROM {WIDE} WHERE {column} IS NOT NULL",  # noqa: S608 - generated names
-                    {"key": key},
-                )
-            else:
-                cur.execute(
-                    f"INSERT INTO {ctx.target} SELECT $key, profile_idx, $value FROM {WIDE} WHERE {column}",  # noqa: S608 - generated names
-                    {"key": key, "value": value},
-                )
-    finally:
-        cur.execute(f"DROP TABLE IF EXISTS {WIDE}")
-    return {t.key: {"rules": len(t.rules or ()), "pass_tags": len(tags)} for t in tags}
+        resolved = {t.key: [(v, resolve(c, cctx)) for v, c in t.rule_conditions()] for t in tags}
+        in_memory = [t for t in tags if all(requirements(c) is not None for _, c in resolved[t.key])]
+        by_sql = [t for t in tags if t not in in_memory]
+        params = Params()
+        select, plan = wide_select(by_sql, cctx, params, scope=ctx.scope) if by_sql else (None, [])
+    scope = _scope(cur, ctx.scope)
+    engine: dict[str, str] = {}
+    if in_memory:
+        specs: dict[Any, None] = {}
+        for t in in_memory:
+            for _, c in resolved[t.key]:
+                specs.update(dict.fromkeys(requirements(c) or ()))
+        cols = ctx.inst.profile_columns.get(list(specs))
+        universe = cols[UNIVERSE]
+        assert isinstance(universe, BitMap)
+        base = universe & scope if scope is not None else universe
+        for t in in_memory:
+            values: dict[str, BitMap] = {}
+            left = base.copy()
+            for value, cond in resolved[t.key]:
+                hit = evaluate(cond, cols, ctx.eval) or BitMap()
+                hit &= base if t.multi else left
+                if not t.multi:
+                    left -= hit
+                values[value] = values[value] | hit if value in values else hit
+            ctx.produced[t.key] = values
+            engine[t.key] = "columns"
+    if select is not None:
+        create = exp.Create(
+            this=exp.to_table(WIDE), kind="TABLE", expression=select, replace=True,
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+        )  # fmt: skip
+        run(cur, create, params.values)
+        try:
+            for key, column, labels in plan:
+                out = ctx.produced.setdefault(key, {})
+                if len(labels) == 1 and any(t.key == key and t.multi for t in by_sql):
+                    got = cur.execute(f"SELECT profile_idx FROM {WIDE} WHERE {column}").fetchnumpy()  # noqa: S608 - generated names
+                    bm = bitmap_of(np.sort(got["profile_idx"]))
+                    out[labels[0]] = out[labels[0]] | bm if labels[0] in out else bm
+                    continue
+                got = cur.execute(
+                    f"SELECT CAST({column} AS SMALLINT) AS r, profile_idx FROM {WIDE} WHERE {column} IS NOT NULL"  # noqa: S608 - generated names
+                ).fetchnumpy()
+                for rule, bm in grouped(got["r"], got["profile_idx"]):
+                    v = labels[rule]
+                    out[v] = out[v] | bm if v in out else bm
+                engine[key] = "sql"
+        finally:
+            cur.execute(f"DROP TABLE IF EXISTS {WIDE}")
+        for t in by_sql:
+            engine[t.key] = "sql"
+    return {t.key: {"rules": len(t.rules or ()), "pass_tags": len(tags), "engine": engine[t.key]} for t in tags}
+
+
+def _scope(cur: duckdb.DuckDBPyConnection, table: str | None) -> BitMap | None:
+    if table is None:
+        return None
+    got = cur.execute(f"SELECT profile_idx FROM {table}").fetchnumpy()  # noqa: S608 - fixed names
+    return bitmap_of(np.sort(got["profile_idx"]))

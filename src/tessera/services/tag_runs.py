@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from tessera.domain.tags import Tag
 from tessera.runtime import Instance
 from tessera.services import tag_values
 from tessera.services.tag_catalogue import CatalogueError, get_tag, tag_from_row
-from tessera.services.tag_values import NEW, SCOPE, RunResult, TagRunError
+from tessera.services.tag_values import NEW, SCOPE, Bitmaps, RunResult, TagRunError
 from tessera.stores.models import TagDefinitionRow
 
 
@@ -44,6 +44,8 @@ class ComputeContext:
     #: update from stored state instead of recomputing everything (models that support it)
     incremental: bool = False
     target: str = NEW
+    #: a computer may put a tag's values here as bitmaps (value -> profiles) instead of rows
+    produced: Bitmaps = field(default_factory=dict)
 
 
 #: compute(cur, tags, ctx) -> {tag_key: details recorded on its run}
@@ -129,7 +131,7 @@ def _run_group(
             details = compute(cur, tags, ctx)
             with store.transaction(cur) as tx:
                 return tag_values.swap(tx, tags, trigger=trigger, started_at=started, now=inst.clock.now(),
-                                       scoped=scope is not None, details=details)  # fmt: skip
+                                       scoped=scope is not None, details=details, produced=ctx.produced)  # fmt: skip
         except (TagRunError, duckdb.Error) as e:
             with store.transaction(cur) as tx:
                 return tag_values.record_failure(tx, tags, trigger=trigger, started_at=started,
@@ -204,7 +206,9 @@ def preview(inst: Instance, body: dict[str, Any], *, limit: int = 100) -> dict[s
     try:
         tag_values.create_new_table(cur)
         try:
-            compute(cur, [tag], context(inst, trigger="preview"))
+            ctx = context(inst, trigger="preview")
+            compute(cur, [tag], ctx)
+            tag_values.write_new(cur, ctx.produced)
         except (TagRunError, duckdb.Error) as e:
             raise CatalogueError(422, "definition", str(e)) from None
         rows = cur.execute(
@@ -212,11 +216,11 @@ def preview(inst: Instance, body: dict[str, Any], *, limit: int = 100) -> dict[s
             ORDER BY p.profile_id, n.value LIMIT $lim""",  # noqa: S608 - fixed names
             {"lim": limit},
         ).fetchall()
-        (holders, total_rows) = cur.execute(f"SELECT count(DISTINCT profile_idx), count(*) FROM {NEW}").fetchone()  # type: ignore[misc]  # noqa: S608
+        (holders, total_rows) = cur.execute(f"SELECT count(DISTINCT profile_idx), count(*) FROM {NEW}").fetchall()[0]  # noqa: S608
         dist = cur.execute(
             f"SELECT value, count(*) AS n FROM {NEW} GROUP BY value ORDER BY n DESC, value LIMIT 50"  # noqa: S608
         ).fetchall()
-        profiles = int(cur.execute("SELECT count(*) FROM profiles").fetchone()[0])  # type: ignore[index]
+        profiles = int(cur.execute("SELECT count(*) FROM profiles").fetchall()[0][0])
     finally:
         cur.close()
     return {
@@ -239,7 +243,7 @@ def quality(inst: Instance, tag: Tag) -> dict[str, Any]:
         last = tag_values.runs(cur, tag.key, limit=1)
         last_ok = cur.execute(
             "SELECT max(finished_at) FROM tag_runs WHERE tag_key = $k AND status = 'succeeded'", {"k": tag.key}
-        ).fetchone()
+        ).fetchall()[0]
     finally:
         cur.close()
     threshold = tag.min_coverage if tag.min_coverage is not None else inst.settings.tags.min_coverage

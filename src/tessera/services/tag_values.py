@@ -14,6 +14,8 @@ running sum of its +1 / −1 changes (:func:`trend`).
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,11 +24,14 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+from pyroaring import BitMap
 
 from tessera.clock import as_utc
 from tessera.domain.tags import Tag
 from tessera.stores import analytic
+from tessera.stores.profile_columns import bitmap_of
 
 NEW = "_tag_new"  # (tag_key, profile_idx, value): what a computation produced
 SCOPE = "_tag_scope"  # (profile_idx): the profiles a scoped computation covers
@@ -71,6 +76,9 @@ def _naive(t: datetime) -> datetime:
     return as_utc(t).replace(tzinfo=None)
 
 
+Bitmaps = dict[str, dict[str, BitMap]]  # tag key -> value -> profiles (profile_idx)
+
+
 def swap(
     cur: duckdb.DuckDBPyConnection,
     tags: Sequence[Tag],
@@ -80,94 +88,263 @@ def swap(
     now: datetime,
     scoped: bool = False,
     details: dict[str, dict[str, Any]] | None = None,
+    produced: Bitmaps | None = None,
 ) -> list[RunResult]:
-    """Write the difference between ``_tag_new`` and the stored values of ``tags`` (only the
-    profiles in ``_tag_scope`` when ``scoped``) and record one run per tag. Call inside
+    """Swap in the new values of ``tags`` and record one run per tag. Call inside
     ``AnalyticStore.transaction(cur)``: the swap is atomic with it.
 
-    Values are cleaned first: rows without a profile or value are dropped, values trimmed and
-    duplicates removed; rows of profiles that no longer exist are dropped. Raises
-    :class:`TagRunError` when a single-valued tag got two values for one profile.
+    The new values are ``produced`` (bitmaps, for the tags a computer gave them for) or the rows of
+    ``_tag_new`` (values trimmed, blanks and duplicates dropped); only profiles that exist count,
+    and with ``scoped`` only those in ``_tag_scope`` (the others keep their values). The old values
+    are the tag's stored bitmaps (``tag_bitmaps``), or ``profile_tags`` when there are none. Only
+    the difference is written: ``profile_tags`` rows deleted and inserted, ``tag_changes``, the
+    new bitmaps. Raises :class:`TagRunError` when a single-valued tag got two values for one
+    profile (nothing is written).
     """
     keys = [t.key for t in tags]
-    by_key = {t.key: t for t in tags}
-    cur.execute("CREATE OR REPLACE TEMP TABLE _tag_keys (tag_key VARCHAR)")
-    cur.executemany("INSERT INTO _tag_keys VALUES (?)", [[k] for k in keys])
-
-    def in_scope(alias: str) -> str:
-        return f"AND {alias}.profile_idx IN (SELECT profile_idx FROM {SCOPE})" if scoped else ""  # noqa: S608 - fixed names
-
-    cur.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _tag_clean AS
-        SELECT DISTINCT n.tag_key, n.profile_idx, trim(n.value) AS value
-        FROM {NEW} n SEMI JOIN _tag_keys k ON k.tag_key = n.tag_key
-        WHERE n.profile_idx IS NOT NULL AND n.value IS NOT NULL AND trim(n.value) <> ''
-          AND n.profile_idx IN (SELECT profile_idx FROM profiles) {in_scope("n")}"""  # noqa: S608 - fixed names
-    )
-    single = [k for k in keys if not by_key[k].multi]
-    if single:
-        row = cur.execute(
-            """SELECT c.tag_key, c.profile_idx, list(c.value ORDER BY c.value)[:3] FROM _tag_clean c
-            WHERE list_contains($single, c.tag_key) GROUP BY ALL HAVING count(*) > 1 LIMIT 1""",
-            {"single": single},
-        ).fetchone()
-        if row is not None:
-            raise TagRunError(
-                f"tag {row[0]!r} is single-valued but profile_idx {row[1]} got several values: {', '.join(row[2])}"
-            )
-    cur.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _tag_old AS
-        SELECT t.tag_key, t.profile_idx, t.value FROM profile_tags t SEMI JOIN _tag_keys k ON k.tag_key = t.tag_key
-        WHERE true {in_scope("t")}"""  # noqa: S608 - fixed names
-    )
-    cur.execute(
-        """CREATE OR REPLACE TEMP TABLE _tag_diff AS
-        SELECT *, true AS added FROM (SELECT * FROM _tag_clean EXCEPT SELECT * FROM _tag_old)
-        UNION ALL
-        SELECT *, false AS added FROM (SELECT * FROM _tag_old EXCEPT SELECT * FROM _tag_clean)"""
-    )
-    at = _naive(now)
-    run_no = int(cur.execute("SELECT nextval('tag_run_seq')").fetchone()[0])  # type: ignore[index]
-    cur.execute(
-        """DELETE FROM profile_tags t USING _tag_diff d
-        WHERE NOT d.added AND t.tag_key = d.tag_key AND t.profile_idx = d.profile_idx AND t.value = d.value"""
-    )
-    cur.execute(
-        """INSERT INTO profile_tags (profile_idx, tag_key, value, value_num, updated_at)
-        SELECT profile_idx, tag_key, value, TRY_CAST(value AS DOUBLE), $at FROM _tag_diff WHERE added""",
-        {"at": at},
-    )
-    cur.execute(
-        """INSERT INTO tag_changes (tag_key, profile_idx, value, value_num, added, changed_at, run_no)
-        SELECT tag_key, profile_idx, value, TRY_CAST(value AS DOUBLE), added, $at, $run FROM _tag_diff""",
-        {"at": at, "run": run_no},
-    )
-    counts = {
-        r[0]: r[1:]
-        for r in cur.execute(
-            """SELECT k.tag_key,
-                (SELECT count(*) FROM _tag_clean c WHERE c.tag_key = k.tag_key),
-                (SELECT count(DISTINCT c.profile_idx) FROM _tag_clean c WHERE c.tag_key = k.tag_key),
-                (SELECT count(*) FILTER (WHERE d.added) FROM _tag_diff d WHERE d.tag_key = k.tag_key),
-                (SELECT count(*) FILTER (WHERE NOT d.added) FROM _tag_diff d WHERE d.tag_key = k.tag_key)
-            FROM _tag_keys k"""
-        ).fetchall()
-    }
-    batch = uuid.uuid4().hex[:12]
-    results = []
+    universe = _profiles(cur)
+    scope = _scope_bitmap(cur) if scoped else None
+    new = dict(produced or {})
+    missing = [k for k in keys if k not in new]
+    if missing:
+        new.update(_read_new(cur, missing))
+    old = _read_old(cur, keys)
+    results: list[RunResult] = []
+    added_rows: list[tuple[str, str, BitMap]] = []
+    removed_rows: list[tuple[str, str, BitMap]] = []
+    batch, run_no = uuid.uuid4().hex[:12], _next_run(cur)
+    final: Bitmaps = {}
     for t in tags:
-        rows, profiles, added, removed = (int(x) for x in counts[t.key])
-        result = RunResult(
-            run_id=uuid.uuid4().hex[:16], tag_key=t.key, trigger=trigger, status="succeeded", started_at=started_at,
-            finished_at=now, rows=rows, profiles=profiles, added=added, removed=removed,
-            details=(details or {}).get(t.key, {}) | ({"scoped": True} if scoped else {}),
+        fresh = {v: bm & universe for v, bm in new.get(t.key, {}).items()}
+        before = old.get(t.key, {})
+        if scope is not None:  # outside the scope the old values stay
+            fresh = {v: bm & scope for v, bm in fresh.items()}
+            keep = {v: bm - scope for v, bm in before.items()}
+            merged = {v: keep.get(v, BitMap()) | fresh.get(v, BitMap()) for v in set(keep) | set(fresh)}
+        else:
+            merged = fresh
+        merged = {v: bm for v, bm in merged.items() if bm}
+        if not t.multi:
+            _check_single(t.key, merged)
+        added = {v: bm - before.get(v, BitMap()) for v, bm in merged.items()}
+        removed = {v: bm - merged.get(v, BitMap()) for v, bm in before.items()}
+        added_rows += [(t.key, v, bm) for v, bm in added.items() if bm]
+        removed_rows += [(t.key, v, bm) for v, bm in removed.items() if bm]
+        final[t.key] = merged
+        counted = fresh if scope is not None else merged
+        holders = BitMap.union(*counted.values()) if counted else BitMap()
+        results.append(
+            RunResult(
+                run_id=uuid.uuid4().hex[:16], tag_key=t.key, trigger=trigger, status="succeeded",
+                started_at=started_at, finished_at=now, rows=sum(len(b) for b in counted.values()),
+                profiles=len(holders), added=sum(len(b) for b in added.values()),
+                removed=sum(len(b) for b in removed.values()),
+                details=(details or {}).get(t.key, {}) | ({"scoped": True, "scope": len(scope)} if scope is not None else {}),
+            )
         )  # fmt: skip
-        _record(cur, t, result, run_no=run_no, batch=batch)
-        results.append(result)
-    for tmp in ("_tag_clean", "_tag_old", "_tag_diff", "_tag_keys"):
-        cur.execute(f"DROP TABLE IF EXISTS {tmp}")
+    at = _naive(now)
+    _write_rows(cur, removed_rows, added_rows, at=at, run_no=run_no)
+    _store_bitmaps(cur, final, at=at, run_no=run_no)
+    for t, r in zip(tags, results, strict=True):
+        _record(cur, t, r, run_no=run_no, batch=batch)
     analytic.changed(cur, "profile_tags", "tag_changes")
     return results
+
+
+def _next_run(cur: duckdb.DuckDBPyConnection) -> int:
+    return int(cur.execute("SELECT nextval('tag_run_seq')").fetchall()[0][0])
+
+
+def _ids(cur: duckdb.DuckDBPyConnection, sql: str) -> BitMap:
+    got = cur.execute(sql).fetchnumpy()
+    return bitmap_of(np.sort(got["profile_idx"]))
+
+
+def _profiles(cur: duckdb.DuckDBPyConnection) -> BitMap:
+    return _ids(cur, "SELECT profile_idx FROM profiles")
+
+
+def _scope_bitmap(cur: duckdb.DuckDBPyConnection) -> BitMap:
+    return _ids(cur, f"SELECT profile_idx FROM {SCOPE}")  # noqa: S608 - fixed names
+
+
+def _check_single(key: str, values: dict[str, BitMap]) -> None:
+    if len(values) < 2:
+        return
+    total = sum(len(b) for b in values.values())
+    if total == len(BitMap.union(*values.values())):
+        return
+    items = sorted(values.items())
+    for i, (v1, b1) in enumerate(items):
+        for v2, b2 in items[i + 1 :]:
+            both = b1 & b2
+            if both:
+                raise TagRunError(
+                    f"tag {key!r} is single-valued but profile_idx {both.min()} got several values: {v1}, {v2}"
+                )
+
+
+def grouped(codes: np.ndarray, ids: np.ndarray) -> list[tuple[int, BitMap]]:
+    """(code, profiles) per distinct code of parallel arrays (any order)."""
+    if not len(codes):
+        return []
+    order = np.argsort(codes, kind="stable")  # a radix sort for small integer codes
+    codes, ids = codes[order], ids[order]
+    cuts = np.flatnonzero(np.diff(codes)) + 1
+    starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(codes)]])
+    return [(int(codes[a]), bitmap_of(np.sort(ids[a:b]))) for a, b in zip(starts, ends, strict=True)]
+
+
+def _bitmaps_of(cur: duckdb.DuckDBPyConnection, relation: str, keys: Sequence[str], *, clean: bool) -> Bitmaps:
+    """Bitmaps of the (tag_key, value, profile_idx) rows of ``relation`` for ``keys``: value codes
+    made in SQL (few distinct values), grouped in numpy."""
+    value = "trim(r.value)" if clean else "r.value"
+    cur.execute("CREATE OR REPLACE TEMP TABLE _tag_keys (tag_key VARCHAR)")
+    cur.executemany("INSERT INTO _tag_keys VALUES (?)", [[k] for k in keys])
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _tag_dict AS
+        SELECT tag_key, value, CAST(row_number() OVER () - 1 AS INTEGER) AS code FROM (
+            SELECT DISTINCT r.tag_key, {value} AS value FROM {relation} r SEMI JOIN _tag_keys k ON k.tag_key = r.tag_key
+            WHERE r.value IS NOT NULL AND {value} <> '')"""  # noqa: S608 - fixed names
+    )
+    names = cur.execute("SELECT code, tag_key, value FROM _tag_dict").fetchall()
+    out: Bitmaps = {k: {} for k in keys}
+    if names:
+        small = "SMALLINT" if len(names) < 32_000 else "INTEGER"
+        got = cur.execute(
+            f"""SELECT CAST(d.code AS {small}) AS code, r.profile_idx FROM {relation} r
+            JOIN _tag_dict d ON d.tag_key = r.tag_key AND d.value = {value} WHERE r.profile_idx IS NOT NULL"""  # noqa: S608 - fixed names
+        ).fetchnumpy()
+        by_code = {c: (k, v) for c, k, v in names}
+        for code, bm in grouped(got["code"], got["profile_idx"]):
+            k, v = by_code[code]
+            out[k][v] = bm
+    cur.execute("DROP TABLE _tag_dict")
+    cur.execute("DROP TABLE _tag_keys")
+    return out
+
+
+def _read_new(cur: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> Bitmaps:
+    return _bitmaps_of(cur, NEW, keys, clean=True)
+
+
+def _read_old(cur: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> Bitmaps:
+    """The values as last swapped: stored bitmaps where a tag has them, else ``profile_tags``."""
+    stored = {r[0] for r in cur.execute("SELECT tag_key FROM tag_state WHERE list_contains($k, tag_key)",
+                                        {"k": list(keys)}).fetchall()}  # fmt: skip
+    out: Bitmaps = {k: {} for k in stored}
+    for k, v, blob in cur.execute(
+        "SELECT tag_key, value, profiles FROM tag_bitmaps WHERE list_contains($k, tag_key)", {"k": list(stored)}
+    ).fetchall():
+        out[k][v] = BitMap.deserialize(blob)
+    rest = [k for k in keys if k not in stored]
+    if rest:
+        out.update(_bitmaps_of(cur, "profile_tags", rest, clean=False))
+    return out
+
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$", re.ASCII)
+
+
+def _number(text: str) -> float | None:
+    """The number a value reads as (``value_num``): plain decimal notation, finite; else None."""
+    if not _NUMBER.match(text):
+        return None
+    x = float(text)
+    return x if math.isfinite(x) else None
+
+
+def _rows_table(rows: list[tuple[str, str, BitMap]], added: bool) -> pa.Table:
+    """Rows (tag_key, value, value_num, profile_idx, added) of (tag, value, profiles) triples; keys and
+    values as dictionaries, numbers read once per value."""
+    counts = np.array([len(bm) for _, _, bm in rows], dtype=np.int64)
+    ids = (np.concatenate([np.frombuffer(bm.to_array(), dtype=np.uint32) for _, _, bm in rows])
+           if rows else np.array([], np.uint32))  # fmt: skip
+    which = pa.array(np.repeat(np.arange(len(rows), dtype=np.int32), counts), pa.int32())
+    numbers = np.array([np.nan if (n := _number(v)) is None else n for _, v, _ in rows], dtype=np.float64)
+    num = np.repeat(numbers, counts)
+    return pa.table(
+        {
+            "tag_key": pa.DictionaryArray.from_arrays(which, pa.array([k for k, _, _ in rows], pa.string())),
+            "value": pa.DictionaryArray.from_arrays(which, pa.array([v for _, v, _ in rows], pa.string())),
+            "value_num": pa.array(num, pa.float64(), mask=np.isnan(num)),
+            "profile_idx": pa.array(ids.astype(np.int32), pa.int32()),
+            "added": pa.array(np.full(len(ids), added), pa.bool_()),
+        }
+    )
+
+
+def write_new(cur: duckdb.DuckDBPyConnection, produced: Bitmaps) -> None:
+    """Add bitmaps a computer produced to ``_tag_new`` as rows (for a preview)."""
+    rows = [(k, v, bm) for k, vs in produced.items() for v, bm in vs.items() if bm]
+    if rows:
+        cur.register("_tag_rows_in", _rows_table(rows, True))
+        try:
+            cur.execute(f"INSERT INTO {NEW} SELECT tag_key, profile_idx, value FROM _tag_rows_in")  # noqa: S608 - fixed names
+        finally:
+            cur.unregister("_tag_rows_in")
+
+
+def _write_rows(
+    cur: duckdb.DuckDBPyConnection, removed: list[tuple[str, str, BitMap]], added: list[tuple[str, str, BitMap]],
+    *, at: datetime, run_no: int,
+) -> None:  # fmt: skip
+    if removed:
+        cur.register("_tag_removed", _rows_table(removed, False))
+        try:
+            cur.execute(
+                """DELETE FROM profile_tags t USING _tag_removed r
+                WHERE t.profile_idx = r.profile_idx AND t.tag_key = r.tag_key AND t.value = r.value"""
+            )
+            cur.execute(
+                """INSERT INTO tag_changes (tag_key, profile_idx, value, value_num, added, changed_at, run_no)
+                SELECT tag_key, profile_idx, value, value_num, false, $at, $run FROM _tag_removed""",
+                {"at": at, "run": run_no},
+            )
+        finally:
+            cur.unregister("_tag_removed")
+    if added:
+        cur.register("_tag_added", _rows_table(added, True))
+        try:
+            cur.execute(
+                """INSERT INTO profile_tags (profile_idx, tag_key, value, value_num, updated_at)
+                SELECT profile_idx, tag_key, value, value_num, $at FROM _tag_added""",
+                {"at": at},
+            )
+            cur.execute(
+                """INSERT INTO tag_changes (tag_key, profile_idx, value, value_num, added, changed_at, run_no)
+                SELECT tag_key, profile_idx, value, value_num, true, $at, $run FROM _tag_added""",
+                {"at": at, "run": run_no},
+            )
+        finally:
+            cur.unregister("_tag_added")
+
+
+def _store_bitmaps(cur: duckdb.DuckDBPyConnection, values: Bitmaps, *, at: datetime, run_no: int) -> None:
+    keys = list(values)
+    cur.execute("DELETE FROM tag_bitmaps WHERE list_contains($k, tag_key)", {"k": keys})
+    cur.execute("DELETE FROM tag_state WHERE list_contains($k, tag_key)", {"k": keys})
+    rows = [(k, v, bm.serialize()) for k, vs in values.items() for v, bm in vs.items()]
+    if rows:
+        table = pa.table({"tag_key": [r[0] for r in rows], "value": [r[1] for r in rows],
+                          "profiles": pa.array([r[2] for r in rows], pa.binary())})  # fmt: skip
+        cur.register("_tag_bm", table)
+        try:
+            cur.execute("INSERT INTO tag_bitmaps SELECT tag_key, value, profiles FROM _tag_bm")
+        finally:
+            cur.unregister("_tag_bm")
+    cur.executemany("INSERT INTO tag_state VALUES (?, ?, ?)", [[k, run_no, at] for k in keys])
+
+
+def forget_bitmaps(cur: duckdb.DuckDBPyConnection, keys: Sequence[str] | None = None) -> None:
+    """Drop the stored bitmaps of ``keys`` (all when None) after writing ``profile_tags`` another
+    way: the next swap reads the rows back instead."""
+    if keys is None:
+        cur.execute("DELETE FROM tag_bitmaps")
+        cur.execute("DELETE FROM tag_state")
+    else:
+        cur.execute("DELETE FROM tag_bitmaps WHERE list_contains($k, tag_key)", {"k": list(keys)})
+        cur.execute("DELETE FROM tag_state WHERE list_contains($k, tag_key)", {"k": list(keys)})
 
 
 def _record(cur: duckdb.DuckDBPyConnection, tag: Tag, r: RunResult, *, run_no: int, batch: str) -> None:
@@ -186,7 +363,7 @@ def record_failure(
     error: str,
 ) -> list[RunResult]:  # fmt: skip
     """Record a failed run of each tag (nothing was swapped)."""
-    run_no = int(cur.execute("SELECT nextval('tag_run_seq')").fetchone()[0])  # type: ignore[index]
+    run_no = _next_run(cur)
     batch = uuid.uuid4().hex[:12]
     out = []
     for t in tags:
@@ -271,7 +448,7 @@ def holders_at(
             GROUP BY profile_idx, value HAVING arg_max(added, run_no))
         GROUP BY profile_idx"""
     params = {"key": tag_key, "at": _naive(at), "value": value}
-    total = int(cur.execute(f"SELECT count(*) FROM ({base})", params).fetchone()[0])  # type: ignore[index]  # noqa: S608
+    total = int(cur.execute(f"SELECT count(*) FROM ({base})", params).fetchall()[0][0])  # noqa: S608
     ids = cur.execute(
         f"SELECT p.profile_id FROM ({base}) h JOIN profiles p USING (profile_idx) ORDER BY p.profile_id LIMIT $lim",  # noqa: S608
         params | {"lim": limit},
@@ -321,11 +498,11 @@ def runs(cur: duckdb.DuckDBPyConnection, tag_key: str, *, limit: int = 50) -> li
 
 def coverage(cur: duckdb.DuckDBPyConnection, tag_key: str, *, top: int = 50) -> dict[str, Any]:
     """Profiles holding a value, their share of all profiles, and the distribution of values."""
-    total = int(cur.execute("SELECT count(*) FROM profiles").fetchone()[0])  # type: ignore[index]
+    total = int(cur.execute("SELECT count(*) FROM profiles").fetchall()[0][0])
     holders = int(
         cur.execute(
             "SELECT count(DISTINCT profile_idx) FROM profile_tags WHERE tag_key = $k", {"k": tag_key}
-        ).fetchone()[0]  # type: ignore[index]
+        ).fetchall()[0][0]
     )
     dist = cur.execute(
         """SELECT value, count(*) AS n FROM profile_tags WHERE tag_key = $k
@@ -351,11 +528,11 @@ def carry_over(cur: duckdb.DuckDBPyConnection, merges: str, *, now: datetime) ->
         SELECT t.tag_key, t.profile_idx AS loser, m.survivor, t.value, t.value_num
         FROM profile_tags t JOIN {merges} m ON t.profile_idx = m.loser"""  # noqa: S608 - fixed names
     )
-    if not cur.execute("SELECT count(*) FROM _tag_merge").fetchone()[0]:  # type: ignore[index]
+    if not cur.execute("SELECT count(*) FROM _tag_merge").fetchall()[0][0]:
         cur.execute("DROP TABLE _tag_merge")
         return
     at = _naive(now)
-    run_no = int(cur.execute("SELECT nextval('tag_run_seq')").fetchone()[0])  # type: ignore[index]
+    run_no = _next_run(cur)
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE _tag_moved AS
         SELECT survivor AS profile_idx, tag_key, value, value_num FROM _tag_merge g
@@ -374,6 +551,8 @@ def carry_over(cur: duckdb.DuckDBPyConnection, merges: str, *, now: datetime) ->
         "SELECT profile_idx, tag_key, value, value_num, $at FROM _tag_moved",
         {"at": at},
     )
+    touched = [r[0] for r in cur.execute("SELECT DISTINCT tag_key FROM _tag_merge").fetchall()]
+    forget_bitmaps(cur, touched)
     cur.execute("DROP TABLE _tag_merge")
     cur.execute("DROP TABLE _tag_moved")
     analytic.changed(cur, "profile_tags", "tag_changes")
