@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import admin, audiences, demo, identity, imports, profiles
+from tessera.cli import admin, audiences, demo, identity, imports, profiles, tags
 
 app = typer.Typer(
     name="tessera",
@@ -18,6 +18,7 @@ demo.register(app)
 profiles.register(app)
 identity.register(app)
 audiences.register(app)
+tags.register(app)
 
 
 def main() -> None:

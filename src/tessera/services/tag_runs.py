@@ -111,7 +111,12 @@ def _groups(tags: Sequence[Tag]) -> list[list[Tag]]:
         by.setdefault(computer_for(t)[0], []).append(t)
     out: list[list[Tag]] = []
     for name, group in by.items():
-        out.extend(layers(group) if name == "rule" else [group])
+        if name == "rule":
+            out.extend(layers(group))
+        elif name == "sql":  # each its own statement: one failing does not fail the others
+            out.extend([t] for t in group)
+        else:
+            out.append(group)
     return out
 
 
@@ -210,7 +215,7 @@ def preview(inst: Instance, body: dict[str, Any], *, limit: int = 100) -> dict[s
             compute(cur, [tag], ctx)
             tag_values.write_new(cur, ctx.produced)
         except (TagRunError, duckdb.Error) as e:
-            raise CatalogueError(422, "definition", str(e)) from None
+            raise CatalogueError(422, "sql" if tag.kind == "sql" else "definition", str(e)) from None
         rows = cur.execute(
             f"""SELECT p.profile_id, n.value FROM {NEW} n JOIN profiles p USING (profile_idx)
             ORDER BY p.profile_id, n.value LIMIT $lim""",  # noqa: S608 - fixed names
