@@ -15,8 +15,7 @@ from tessera.stores.operational import OperationalStore
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 RFM = {
     "key": "rfm_group", "name": "RFM分群", "name_en": "RFM group", "category": "value", "kind": "model",
-    "value_type": "enum", "schedule": "0 3 * * *",
-    "enum_values": ["重要价值", "重要发展", "重要保持", "重要挽留", "一般价值", "一般发展", "一般保持", "一般挽留"],
+    "model": {"name": "rfm", "params": {"output": "group"}}, "schedule": "0 3 * * *",
 }  # fmt: skip
 
 

@@ -18,7 +18,7 @@ def test_catalogue_api(tmp_path: Path) -> None:
         cats = c.get("/v1/admin/tag-categories", headers=H).json()
         assert cats[0] == {**cats[0], "key": "basic", "name": "基础信息", "name_en": "Basic info"}
         r = c.post("/v1/admin/tags", headers=H, json={"key": "lifecycle_stage", "name": "生命周期阶段", "name_en": "Lifecycle stage",
-                   "category": "lifecycle", "kind": "model", "enum_values": ["导入期", "成长期", "成熟期", "休眠期", "流失期"]})  # fmt: skip
+                   "category": "lifecycle", "kind": "model", "model": {"name": "lifecycle"}})  # fmt: skip
         assert r.status_code == 201, r.text
         assert r.json()["version"] == 1
         r = c.patch("/v1/admin/tags/lifecycle_stage", headers=H, json={"status": "active"})

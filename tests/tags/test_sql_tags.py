@@ -498,3 +498,19 @@ GROUP BY 1"""
         for i, v in cur.execute("SELECT profile_idx, value FROM profile_tags WHERE tag_key = 'aov_90d'").fetchall()
     }
     assert got == expected
+
+
+def test_now_reads_the_products_clock(inst: Instance) -> None:
+    """``now()`` / ``current_date`` in a SQL tag are the injected clock, so a moved clock moves them."""
+    sql = """SELECT i.profile_idx, count(*) AS value FROM orders o
+    JOIN profile_identifiers i ON i.id_type = 'member_id' AND i.id_value = o.member_id
+    WHERE o.ordered_at >= now() - INTERVAL 10 DAY AND CAST(o.ordered_at AS DATE) <= current_date GROUP BY 1"""
+    _create(inst, "recent_orders", sql)
+    tag_runs.run_keys(inst, ["recent_orders"])
+    # orders on 11-17, 11-14 (j = 1, 2) are within 10 days of 2026-11-23 09:30
+    assert sum(int(v) for v in _values(inst, "recent_orders").values()) == 2
+    assert isinstance(inst.clock, FrozenClock)
+    inst.clock.set(datetime(2026, 11, 1, tzinfo=UTC))  # back in time: only orders up to 11-01
+    tag_runs.run_keys(inst, ["recent_orders"])
+    # 10-22 … 11-01: the orders of 10-24, 10-27 and 10-30
+    assert sum(int(v) for v in _values(inst, "recent_orders").values()) == 3

@@ -35,6 +35,7 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from tessera.clock import as_utc
 from tessera.compiler.query import run
 from tessera.domain.tags import Tag, TagDraft
 from tessera.services.tag_values import NEW, TagRunError, create_new_table
@@ -364,6 +366,7 @@ def _insert(query: exp.Query, *, target: str, scope: str | None, keep_unknown: b
     body = query.copy()
     for node in body.walk():  # comments carry nothing DuckDB needs
         node.comments = None
+    body = body.transform(_clock)  # type: ignore[assignment]
     alias = exp.TableAlias(this=exp.to_identifier(_U), columns=[exp.to_identifier(_KEY), exp.to_identifier(_VALUE)])
     source = exp.Subquery(this=body, alias=alias)
     key = exp.column(_KEY, table=_U)
@@ -382,6 +385,21 @@ def _insert(query: exp.Query, *, target: str, scope: str | None, keep_unknown: b
         conds.append(exp.In(this=idx.copy(), query=exp.select("profile_idx").from_(scope).subquery()))
     select = select.where(exp.and_(*conds)).limit(exp.Placeholder(this="row_cap"))
     return exp.insert(select, target, columns=["tag_key", "profile_idx", "value"])
+
+
+_NOW_FUNCTIONS = {"now", "get_current_timestamp", "transaction_timestamp", "current_localtimestamp"}
+_TODAY_FUNCTIONS = {"today"}
+
+
+def _clock(node: exp.Expr) -> exp.Expr:
+    """``now()``, ``current_timestamp``, ``current_date`` … read the injected clock (UTC, like the
+    stored times), bound as ``$clock_now``: runs and tests see the time the product sees."""
+    name = node.name.lower() if isinstance(node, exp.Anonymous) else ""
+    if isinstance(node, exp.CurrentTimestamp) or name in _NOW_FUNCTIONS:
+        return exp.cast(exp.Placeholder(this="clock_now"), "TIMESTAMP")
+    if isinstance(node, exp.CurrentDate) or name in _TODAY_FUNCTIONS:
+        return exp.cast(exp.Placeholder(this="clock_now"), "DATE")
+    return node
 
 
 @contextmanager
@@ -434,7 +452,7 @@ def _duckdb_message(sql: str, e: duckdb.Error) -> str:
 
 def _fill(
     cur: duckdb.DuckDBPyConnection, sql: str, key: str, *, target: str, scope: str | None, timeout: float,
-    max_rows: int, what: str, keep_unknown: bool = False,
+    max_rows: int, what: str, now: datetime, keep_unknown: bool = False,
 ) -> int:  # fmt: skip
     """Run the checked query into ``target`` under the limits; the number of rows it gave."""
     try:
@@ -444,7 +462,7 @@ def _fill(
     statement = _insert(query, target=target, scope=scope, keep_unknown=keep_unknown)
     try:
         with _time_limit(cur, timeout, what):
-            run(cur, statement, {"tag_key": key, "row_cap": max_rows + 1})
+            run(cur, statement, {"tag_key": key, "row_cap": max_rows + 1, "clock_now": now.replace(tzinfo=None)})
     except duckdb.Error as e:
         raise TagRunError(what + _duckdb_message(sql, e)) from None
     except RecursionError:
@@ -530,7 +548,7 @@ def compute(cur: duckdb.DuckDBPyConnection, tags: Sequence[Tag], ctx: ComputeCon
         if tag.kind != "sql" or not tag.sql:
             raise TagRunError(f"{what}not a SQL tag")
         rows = _fill(cur, tag.sql, tag.key, target=ctx.target, scope=ctx.scope, timeout=limits.sql_timeout_seconds,
-                     max_rows=limits.sql_max_rows, what=what)  # fmt: skip
+                     max_rows=limits.sql_max_rows, what=what, now=as_utc(ctx.now))  # fmt: skip
         if rows > limits.sql_max_rows:
             raise TagRunError(f"{what}the query returned more than {limits.sql_max_rows:,} rows, the limit "
                               "(TESSERA_TAGS_SQL_MAX_ROWS)")  # fmt: skip
@@ -562,7 +580,8 @@ def preview(inst: Instance, sql: str, *, tag: TagDraft | None = None, limit: int
             create_new_table(cur)
             try:
                 total = _fill(cur, sql, "preview", target=NEW, scope=None, timeout=limits.sql_timeout_seconds,
-                              max_rows=limits.sql_max_rows, what="", keep_unknown=True)  # fmt: skip
+                              max_rows=limits.sql_max_rows, what="", now=as_utc(inst.clock.now()),
+                              keep_unknown=True)  # fmt: skip
             except TagRunError as e:
                 raise ValueError(str(e)) from None
             t = exp.table_(NEW, alias="t")
