@@ -128,6 +128,7 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
     from tessera.demo.audiences import create_audiences
     from tessera.demo.generate import generate
     from tessera.demo.live import live_messages
+    from tessera.demo.tags import create_tags
 
     now = instance.clock.now()
     timings: dict[str, float] = {}
@@ -177,6 +178,13 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
         profiles = load.refresh_profiles(instance, now=now)
     timings["attributes"] = time.perf_counter() - started
     _done("画像 Profile attributes", f"{profiles:,} profiles", timings["attributes"])
+    started = time.perf_counter()
+    with console.status("标签 Computing tags (rule, SQL, model, static) …"):
+        runs = create_tags(instance)
+    timings["tags"] = time.perf_counter() - started
+    failed = [f"{r.tag_key}: {r.error}" for r in runs if r.status != "succeeded"]
+    _done("标签 Tags", f"{len(runs)} tags · {sum(r.rows for r in runs):,} values"
+          + (f" · [red]{len(failed)} failed[/]: {'; '.join(failed)}" if failed else ""), timings["tags"])  # fmt: skip
     started = time.perf_counter()
     with console.status("群组 Creating audiences …"):
         made = create_audiences(instance)
