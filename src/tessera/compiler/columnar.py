@@ -193,7 +193,8 @@ _TAG_SQL = {
 @lru_cache(maxsize=4096)
 def tag_column(tag: str, reading: Literal["text", "number"]) -> ColumnSpec:
     """A tag's values (text) or numeric values (``value_num``), a row per value."""
-    return ColumnSpec(_TAG_SQL[reading], (("tag", tag),), tables=("profile_tags",), label=f"tag {tag} ({reading})")
+    tables = ("profile_tags", f"profile_tags:{tag}")  # one tag's writes move only its own columns
+    return ColumnSpec(_TAG_SQL[reading], (("tag", tag),), tables=tables, label=f"tag {tag} ({reading})")
 
 
 @lru_cache(maxsize=4096)

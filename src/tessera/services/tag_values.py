@@ -79,6 +79,12 @@ def _naive(t: datetime) -> datetime:
 Bitmaps = dict[str, dict[str, BitMap]]  # tag key -> value -> profiles (profile_idx)
 
 
+def tables_of(keys: Sequence[str]) -> list[str]:
+    """What a write of these tags' values reports changed: each tag's own rows (``profile_tags:<key>``),
+    so that in-memory copies of other tags stay; a plain ``profile_tags`` change moves them all."""
+    return [f"profile_tags:{k}" for k in keys]
+
+
 def swap(
     cur: duckdb.DuckDBPyConnection,
     tags: Sequence[Tag],
@@ -147,7 +153,7 @@ def swap(
     _store_bitmaps(cur, final, at=at, run_no=run_no)
     for t, r in zip(tags, results, strict=True):
         _record(cur, t, r, run_no=run_no, batch=batch)
-    analytic.changed(cur, "profile_tags", "tag_changes")
+    analytic.changed(cur, *tables_of(keys), "tag_changes")
     return results
 
 
@@ -555,4 +561,4 @@ def carry_over(cur: duckdb.DuckDBPyConnection, merges: str, *, now: datetime) ->
     forget_bitmaps(cur, touched)
     cur.execute("DROP TABLE _tag_merge")
     cur.execute("DROP TABLE _tag_moved")
-    analytic.changed(cur, "profile_tags", "tag_changes")
+    analytic.changed(cur, *tables_of(touched), "tag_changes")
