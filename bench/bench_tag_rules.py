@@ -31,7 +31,7 @@ from bench_audience import NOW, build  # noqa: E402
 
 from tessera.clock import FrozenClock  # noqa: E402
 from tessera.runtime import Instance  # noqa: E402
-from tessera.services import tag_catalogue, tag_runs  # noqa: E402
+from tessera.services import tag_catalogue, tag_runs, tag_values  # noqa: E402
 from tessera.settings import load_settings  # noqa: E402
 
 TIER1 = ["上海", "北京", "深圳", "广州"]
@@ -138,6 +138,7 @@ def main() -> None:
                 tag_catalogue.create_tag(session=s, body=d, now=datetime.now(UTC))
     keys = [d["key"] for d in defs]
     cur.execute("DELETE FROM profile_tags WHERE list_contains($k, tag_key)", {"k": keys})
+    tag_values.forget_bitmaps(cur, keys)  # a true first run: no stored values to diff against
     cur.execute("DELETE FROM tag_changes")
     cur.execute("CHECKPOINT")
     tags = tag_runs.load_tags(inst, keys)

@@ -13,7 +13,6 @@ observations, so journeys trigger on them like on any event). Readers never see 
 from __future__ import annotations
 
 import secrets
-import threading
 from datetime import datetime
 from typing import Literal
 
@@ -26,6 +25,7 @@ from tessera.compiler.query import Params, run
 from tessera.domain.conditions import parse_condition
 from tessera.runtime import Instance
 from tessera.services.audiences import AudienceError, audience_row, compile_context, next_run, temp_table
+from tessera.services.background import Periodic
 from tessera.stores.models import AudienceRow
 
 ENTERED = "Audience Entered"
@@ -163,35 +163,27 @@ class RefreshFailed(RuntimeError):
         self.failed = failed
 
 
-class Scheduler:
+class Scheduler(Periodic):
     """Runs :func:`refresh_due` and the tags' ``run_due`` every ``interval`` seconds in a thread of
-    the server process."""
+    the server process (one failing does not stop the other)."""
+
+    name = "scheduler"
 
     def __init__(self, inst: Instance, *, interval: float = 30.0) -> None:
+        super().__init__(interval=interval)
         self.inst = inst
-        self.interval = interval
-        self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audience-scheduler", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
+    def tick(self) -> None:
         from tessera.services.tag_runs import run_due  # tags read audiences: import late
 
-        while not self._stop.wait(self.interval):
-            errors = []
-            for tick in (lambda: refresh_due(inst=self.inst), lambda: run_due(self.inst)):
-                try:
-                    tick()
-                except Exception as e:
-                    errors.append(f"{type(e).__name__}: {e}")
-            self.last_error = "; ".join(errors) or None
+        errors = []
+        for due in (lambda: refresh_due(inst=self.inst), lambda: run_due(self.inst)):
+            try:
+                due()
+            except Exception as e:
+                errors.append(f"{type(e).__name__}: {e}")
+        if errors:
+            raise RuntimeError("; ".join(errors))
 
 
 class Change(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from tessera.domain.tags import Tag
 from tessera.runtime import Instance
+from tessera.services.background import Periodic
 from tessera.services.tag_catalogue import tag_from_row
 from tessera.services.tag_rules import reacts_to_events
 from tessera.services.tag_runs import run_tags
@@ -30,38 +31,25 @@ def reacting_tags(inst: Instance) -> list[Tag]:
         return [t for t in (tag_from_row(r) for r in rows) if reacts_to_events(t)]
 
 
-class TagReactor:
+class TagReactor(Periodic):
     """A thread of the server: gathers touched profiles, re-evaluates reacting rule tags for them."""
 
+    name = "tag-reactor"
+
     def __init__(self, inst: Instance, *, interval: float = 2.0) -> None:
+        super().__init__(interval=interval)
         self.inst = inst
-        self.interval = interval
-        self.last_error: str | None = None
         self.runs = 0
         self._pending: set[int] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tag-reactor", daemon=True)
 
     def notify(self, profile_idxs: list[int]) -> None:
         """Called by the loader after a commit (cheap: it only remembers the profiles)."""
         with self._lock:
             self._pending.update(profile_idxs)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.react()
-                self.last_error = None
-            except Exception as e:
-                self.last_error = f"{type(e).__name__}: {e}"
+    def tick(self) -> None:
+        self.react()
 
     def react(self) -> list[RunResult]:
         """Re-evaluate now for the profiles gathered so far."""
