@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +31,10 @@ class Api:
         return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else r
 
 
-@pytest.fixture(scope="module")
-def api(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    root = tmp_path_factory.mktemp("copy") / "data"
+@contextmanager
+def demo_copy_api(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory, name: str = "copy") -> Iterator[Api]:
+    """The management API in-process on a fresh copy of the demo brand, with a clock to move."""
+    root = tmp_path_factory.mktemp(name) / "data"
     shutil.copytree(demo_dir, root)
     clock = FrozenClock(datetime.now(UTC))
     inst = Instance(root, clock=clock)
@@ -40,3 +42,9 @@ def api(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ap
         yield Api(TestClient(create_app(inst, local_token=TOKEN)), inst, clock)
     finally:
         inst.close()
+
+
+@pytest.fixture(scope="module")
+def api(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with demo_copy_api(demo_dir, tmp_path_factory) as a:
+        yield a
