@@ -18,7 +18,7 @@ from tessera.cli.common import (
     DataDirOption,
     answer_or_fail,
     api_request,
-    call_api,
+    call_in,
     console,
     fail,
     open_instance,
@@ -43,11 +43,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _call(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    instance = open_instance(data_dir)
-    try:
-        return call_api(instance, method, path, **kw)
-    finally:
-        instance.close()
+    return call_in(data_dir, method, path, **kw)
 
 
 def _print(body: Any, as_json: bool, title: str | None = None, columns: list[str] | None = None) -> None:

@@ -118,3 +118,12 @@ def read_json_arg(text: str, what: str) -> Any:
         fail(f"{what}: cannot read {text[1:]}: {e.strerror}")
     except ValueError as e:
         fail(f"{what}: not JSON: {e}")
+
+
+def call_in(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
+    """:func:`call_api` on the data dir's instance (opened for the call, closed after)."""
+    instance = open_instance(data_dir)
+    try:
+        return call_api(instance, method, path, **kw)
+    finally:
+        instance.close()

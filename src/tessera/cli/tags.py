@@ -16,7 +16,7 @@ import typer
 from rich.cells import cell_len
 from rich.table import Table
 
-from tessera.cli.common import DataDirOption, call_api, console, fail, open_instance, read_json_arg
+from tessera.cli.common import DataDirOption, call_in, console, fail, read_json_arg
 from tessera.domain.identity import parse_identifier
 
 tag_app = typer.Typer(
@@ -46,11 +46,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _call(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    instance = open_instance(data_dir)
-    try:
-        return call_api(instance, method, path, **kw)
-    finally:
-        instance.close()
+    return call_in(data_dir, method, path, **kw)
 
 
 def _cell(value: Any) -> str:
