@@ -27,12 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_audience import NOW, build  # noqa: E402
-
-from tessera.clock import FrozenClock  # noqa: E402
-from tessera.runtime import Instance  # noqa: E402
-from tessera.services import tag_catalogue, tag_runs, tag_values  # noqa: E402
-from tessera.settings import load_settings  # noqa: E402
+from bench_audience import NOW, build
+from tessera.clock import FrozenClock
+from tessera.runtime import Instance
+from tessera.services import tag_catalogue, tag_runs, tag_values
+from tessera.settings import load_settings
 
 TIER1 = ["上海", "北京", "深圳", "广州"]
 NEW_TIER1 = ["杭州", "成都", "重庆", "武汉", "南京", "苏州", "西安", "天津", "长沙", "郑州"]
@@ -49,7 +48,9 @@ def definitions() -> list[dict[str, Any]]:
     """50 rule tags, as a brand's analysts would write them; (tag, hand-written SQL) pairs."""
     out: list[dict[str, Any]] = []
 
-    def tag(key: str, rules: list[tuple[Any, dict[str, Any]]], *, value_type: str = "string", multi: bool = False) -> None:
+    def tag(
+        key: str, rules: list[tuple[Any, dict[str, Any]]], *, value_type: str = "string", multi: bool = False
+    ) -> None:
         out.append({"key": key, "name": key, "name_en": key, "category": "value", "kind": "rule", "status": "active",
                     "value_type": value_type, "multi": multi,
                     "rules": [{"value": v, "condition": c} for v, c in rules]})  # fmt: skip
@@ -81,10 +82,20 @@ def definitions() -> list[dict[str, Any]]:
     tag("birthday_month", [(True, _attr("birthday", "anniversary_this_month"))], value_type="bool")
     tag("birthday_week", [(True, _attr("birthday", "anniversary_in_next", days=7))], value_type="bool")
     # 10 over model tags
-    for k, groups in enumerate([["重要价值客户"], ["重要发展客户", "重要保持客户"], ["重要挽留客户"], ["一般价值客户", "一般发展客户"]]):
-        tag(f"rfm_flag_{k}", [(True, {"type": "tag", "tag": "rfm_group", "op": "in", "values": groups})], value_type="bool")
+    for k, groups in enumerate(
+        [["重要价值客户"], ["重要发展客户", "重要保持客户"], ["重要挽留客户"], ["一般价值客户", "一般发展客户"]]
+    ):
+        tag(
+            f"rfm_flag_{k}",
+            [(True, {"type": "tag", "tag": "rfm_group", "op": "in", "values": groups})],
+            value_type="bool",
+        )
     for k, stage in enumerate(["成长期", "成熟期", "流失"]):
-        tag(f"life_flag_{k}", [(True, {"type": "tag", "tag": "lifecycle", "op": "eq", "value": stage})], value_type="bool")
+        tag(
+            f"life_flag_{k}",
+            [(True, {"type": "tag", "tag": "lifecycle", "op": "eq", "value": stage})],
+            value_type="bool",
+        )
     for k, (a, b) in enumerate([(80, 50), (90, 60), (70, 30)]):
         tag(f"score_band_{k}", [("A", {"type": "tag", "tag": "score", "op": "gte", "value": a}),
                                 ("B", {"type": "tag", "tag": "score", "op": "gte", "value": b})])  # fmt: skip
@@ -113,7 +124,9 @@ def baseline_sql(defs: list[dict[str, Any]], inst: Instance) -> tuple[str, dict[
         params = Params()
         select, _ = wide_select(tags, CompileContext(eval=ctx.eval, audiences=StoreResolver(s)), params)
     # the compiled SELECT is what a person would write by hand here: typed reads, one pass
-    return "CREATE OR REPLACE TEMP TABLE _base AS " + render(select, dialect="duckdb", params=params.values), params.values
+    return "CREATE OR REPLACE TEMP TABLE _base AS " + render(
+        select, dialect="duckdb", params=params.values
+    ), params.values
 
 
 def main() -> None:

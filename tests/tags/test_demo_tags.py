@@ -12,16 +12,20 @@ RFM = {"重要价值", "重要发展", "重要保持", "重要挽留", "一般�
 
 
 def _values(api: Api, key: str) -> dict[str, int]:
-    rows = api.inst.analytic.cursor().execute(
-        "SELECT value, count(*) FROM profile_tags WHERE tag_key = ? GROUP BY 1", [key]
-    ).fetchall()
+    rows = (
+        api.inst.analytic.cursor()
+        .execute("SELECT value, count(*) FROM profile_tags WHERE tag_key = ? GROUP BY 1", [key])
+        .fetchall()
+    )
     return {v: int(n) for v, n in rows}
 
 
 def test_every_demo_tag_ran_and_holds_values(tags_api: Api) -> None:
-    runs = tags_api.inst.analytic.cursor().execute(
-        "SELECT tag_key, status, trigger, rows, details FROM tag_runs ORDER BY run_no"
-    ).fetchall()
+    runs = (
+        tags_api.inst.analytic.cursor()
+        .execute("SELECT tag_key, status, trigger, rows, details FROM tag_runs ORDER BY run_no")
+        .fetchall()
+    )
     by_key = {k: (status, trigger, rows) for k, status, trigger, rows, _ in runs}
     assert set(by_key) == {t["key"] for t in TAGS}
     assert all(status == "succeeded" and rows > 0 for status, _, rows in by_key.values()), by_key
@@ -41,16 +45,24 @@ def test_demo_tags_drive_an_audience_and_show_on_the_profile(tags_api: Api) -> N
         {"type": "tag", "tag": "churn_risk", "op": "gte", "value": 0.5},
     ]}  # fmt: skip
     got = tags_api.call("POST", "/v1/admin/audiences/estimate", json={"definition": definition})
-    expected = tags_api.inst.analytic.cursor().execute(
-        """SELECT count(*) FROM profiles p WHERE p.profile_idx IN (SELECT profile_idx FROM profile_tags
+    expected = (
+        tags_api.inst.analytic.cursor()
+        .execute(
+            """SELECT count(*) FROM profiles p WHERE p.profile_idx IN (SELECT profile_idx FROM profile_tags
            WHERE tag_key = 'rfm_group' AND value IN ('重要挽留', '重要保持'))
            AND p.profile_idx IN (SELECT profile_idx FROM profile_tags WHERE tag_key = 'churn_risk' AND value_num >= 0.5)"""
-    ).fetchall()[0][0]
+        )
+        .fetchall()[0][0]
+    )
     assert isinstance(got, dict) and got["members"] == expected > 0
-    pid = tags_api.inst.analytic.cursor().execute(
-        "SELECT p.profile_id FROM profiles p JOIN profile_tags t USING (profile_idx) WHERE t.tag_key = 'rfm_group' "
-        "ORDER BY p.profile_id LIMIT 1"
-    ).fetchall()[0][0]
+    pid = (
+        tags_api.inst.analytic.cursor()
+        .execute(
+            "SELECT p.profile_id FROM profiles p JOIN profile_tags t USING (profile_idx) WHERE t.tag_key = 'rfm_group' "
+            "ORDER BY p.profile_id LIMIT 1"
+        )
+        .fetchall()[0][0]
+    )
     view = tags_api.call("GET", f"/v1/admin/profiles/{pid}")
     assert isinstance(view, dict)
     shown = {t["key"]: t for t in view["tags"]}

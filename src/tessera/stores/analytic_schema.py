@@ -406,7 +406,49 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
                 changed_at TIMESTAMP NOT NULL,
                 run_no BIGINT NOT NULL
             )""",
+            # The values of every tag as swapped last, one roaring bitmap of profile_idx per value
+            # (serialised): the next run diffs against these instead of reading profile_tags back.
+            # A tag without a tag_state row has no stored bitmaps (read profile_tags instead).
+            """CREATE TABLE tag_state (
+                tag_key VARCHAR PRIMARY KEY,
+                run_no BIGINT NOT NULL,
+                stored_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE tag_bitmaps (
+                tag_key VARCHAR NOT NULL,
+                value VARCHAR NOT NULL,
+                profiles BLOB NOT NULL
+            )""",
             # -- model tag state (tessera.tagmodels) below this line --
+            # Value and lifecycle models (tagmodels/purchases.py): every purchase — a qualifying order
+            # (the orders table decides its order_id) or an Order Completed event (the earliest per
+            # order_id; each without one) — by observation, so that merges move it with its profile.
+            """CREATE TABLE tag_purchases (
+                order_id VARCHAR,
+                obs_idx BIGINT NOT NULL,
+                bought_at TIMESTAMP NOT NULL,
+                amount DECIMAL(18,2) NOT NULL,
+                from_orders BOOLEAN NOT NULL
+            )""",
+            # The latest non-system event per observation (events since `since` of tag_model_state);
+            # incremental folds append a row per observation seen: readers take the latest.
+            "CREATE TABLE tag_activity (obs_idx BIGINT NOT NULL, last_seen TIMESTAMP NOT NULL)",
+            # The order imports folded into tag_purchases (an import re-stamps the rows it changes).
+            "CREATE TABLE tag_purchase_imports (import_id VARCHAR NOT NULL)",
+            # How far each part (purchases, activity) has got: events up to events_rowid (events_rows
+            # of them), orders_rows orders, the identity rebuilds seen, the last rebuild and whether
+            # the last change was one; activity covers events from `since` on.
+            """CREATE TABLE tag_model_state (
+                part VARCHAR PRIMARY KEY,
+                built_at TIMESTAMP NOT NULL,
+                updated_at TIMESTAMP NOT NULL,
+                events_rowid BIGINT NOT NULL,
+                events_rows BIGINT NOT NULL,
+                orders_rows BIGINT NOT NULL,
+                rebuild_seq BIGINT NOT NULL,
+                since TIMESTAMP,
+                rebuilt BOOLEAN NOT NULL
+            )""",
         ],
     ),
 ]
