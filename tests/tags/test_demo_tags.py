@@ -70,3 +70,15 @@ def test_demo_tags_drive_an_audience_and_show_on_the_profile(tags_api: Api) -> N
     assert shown["rfm_group"]["computed_at"] is not None
     quality = tags_api.call("GET", "/v1/admin/tags/quality")
     assert isinstance(quality, list) and {q["key"] for q in quality} == {t["key"] for t in TAGS}
+
+
+def test_review_scores_are_kept_between_runs(tags_api: Api) -> None:
+    cur = tags_api.inst.analytic.cursor()
+    stored = cur.execute("SELECT count(*) FROM tag_sentiment_scores").fetchall()[0][0]
+    before = _values(tags_api, "review_sentiment")
+    assert stored > 0
+    runs = tags_api.call("POST", "/v1/admin/tags/review_sentiment/run")
+    assert isinstance(runs, list) and runs[0]["status"] == "succeeded" and runs[0]["added"] == runs[0]["removed"] == 0
+    # nothing scored twice: the second run read every score back
+    assert cur.execute("SELECT count(*) FROM tag_sentiment_scores").fetchall()[0][0] == stored
+    assert _values(tags_api, "review_sentiment") == before

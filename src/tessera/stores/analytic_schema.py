@@ -420,6 +420,14 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
                 profiles BLOB NOT NULL
             )""",
             # -- model tag state (tessera.tagmodels) below this line --
+            # Review sentiment scores by (language, scorer, md5 of the text): a text is scored once,
+            # not on every run (snownlp takes milliseconds per review).
+            """CREATE TABLE tag_sentiment_scores (
+                language VARCHAR NOT NULL,
+                scorer VARCHAR NOT NULL,
+                text_md5 VARCHAR NOT NULL,
+                score DOUBLE NOT NULL
+            )""",
             # Value and lifecycle models (tagmodels/purchases.py): every purchase — a qualifying order
             # (the orders table decides its order_id) or an Order Completed event (the earliest per
             # order_id; each without one) — by observation, so that merges move it with its profile.

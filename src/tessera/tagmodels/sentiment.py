@@ -19,6 +19,7 @@ Accuracy on the labelled sample ``tests/data/sentiment/labelled.csv`` (docs/tag_
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -174,6 +175,54 @@ def _reviews(cur: duckdb.DuckDBPyConnection, now: Any, since: Any, scope: str | 
     ).fetchnumpy()
 
 
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _scorer_name(language: str) -> str | None:
+    s = scorer(language)
+    return None if s is None else type(s).__name__
+
+
+def _stored_scores(
+    cur: duckdb.DuckDBPyConnection, texts: Sequence[str], langs: Sequence[str], cache: dict[tuple[str, str], float]
+) -> set[tuple[str, str]]:
+    """Fill ``cache`` with the scores earlier runs stored for these texts (by their language's
+    current scorer); returns the keys it filled."""
+    keys = {(lg, t) for lg, t in zip(langs, texts, strict=True) if (lg, t) not in cache and _scorer_name(lg)}
+    if not keys:
+        return set()
+    by_hash = {(lg, _md5(t)): (lg, t) for lg, t in keys}
+    table = pa.table({"language": [k[0] for k in by_hash], "scorer": [_scorer_name(k[0]) for k in by_hash],
+                      "text_md5": [k[1] for k in by_hash]})  # fmt: skip
+    cur.register("_sent_keys", table)
+    try:
+        rows = cur.execute(
+            """SELECT s.language, s.text_md5, any_value(s.score) FROM tag_sentiment_scores s
+            JOIN _sent_keys k USING (language, scorer, text_md5) GROUP BY 1, 2"""
+        ).fetchall()
+    finally:
+        cur.unregister("_sent_keys")
+    filled = set()
+    for lg, h, score in rows:
+        key = by_hash[(lg, h)]
+        cache[key] = float(score)
+        filled.add(key)
+    return filled
+
+
+def _store_scores(cur: duckdb.DuckDBPyConnection, new: dict[tuple[str, str], float]) -> None:
+    if not new:
+        return
+    table = pa.table({"language": [lg for lg, _ in new], "scorer": [_scorer_name(lg) for lg, _ in new],
+                      "text_md5": [_md5(t) for _, t in new], "score": list(new.values())})  # fmt: skip
+    cur.register("_sent_new", table)
+    try:
+        cur.execute("INSERT INTO tag_sentiment_scores SELECT language, scorer, text_md5, score FROM _sent_new")
+    finally:
+        cur.unregister("_sent_new")
+
+
 def _text(title: str, body: str, lang: str, include_title: bool) -> str:
     if not include_title or not title.strip():
         return body
@@ -194,7 +243,9 @@ def compute(
         got = _reviews(cur, now, since, ctx.scope)
         langs = [detect_language(t + b, d) for t, b, d in zip(got["title"], got["body"], got["language"], strict=True)]
         texts = [_text(t, b, lg, p.include_title) for t, b, lg in zip(got["title"], got["body"], langs, strict=True)]
+        known = set(cache) | _stored_scores(cur, texts, langs, cache)
         scores, per_language = score_texts(texts, langs, cache)
+        _store_scores(cur, {k: v for k, v in cache.items() if k not in known})
         ok = np.array([s is not None for s in scores], dtype=bool)
         s = np.array([v if v is not None else 0.0 for v in scores], dtype=np.float64)[ok]
         idx = np.asarray(got["profile_idx"], dtype=np.int64)[ok]
