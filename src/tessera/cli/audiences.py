@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from tessera.cli.common import (
     DataDirOption,
@@ -22,6 +21,7 @@ from tessera.cli.common import (
     console,
     fail,
     open_instance,
+    print_answer,
     read_json_arg,
 )
 
@@ -42,33 +42,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(destination_app, name="destination")
 
 
-def _call(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    return call_in(data_dir, method, path, **kw)
-
-
-def _print(body: Any, as_json: bool, title: str | None = None, columns: list[str] | None = None) -> None:
-    if as_json or columns is None:
-        typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
-        return
-    rows = body if isinstance(body, list) else [body]
-    table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in rows:
-        table.add_row(*[_cell(r.get(c)) for c in columns])
-    console.print(table)
-
-
-def _cell(value: Any) -> str:
-    """A table cell: ISO times to the minute (UTC offset kept), None as blank."""
-    if value is None:
-        return ""
-    text = str(value)
-    if len(text) >= 19 and text[4] == "-" and text[10] == "T":
-        return text[:16].replace("T", " ") + (text[-6:] if text[-6] in "+-" else "")
-    return text
-
-
 @audience_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Display name (zh or en), unique.")],
@@ -87,22 +60,24 @@ def create(
         fail("give --definition JSON or --definition @file.json")
     body = {"name": name, "kind": kind, "definition": read_json_arg(definition, "--definition"),
             "schedule": schedule, "name_en": name_en, "description": description}  # fmt: skip
-    got = _call(data_dir, "POST", BASE, json=body)
-    _print(got, as_json, "群组 Audience", ["id", "name", "kind", "member_count", "schedule", "next_refresh_at"])
+    got = call_in(data_dir, "POST", BASE, json=body)
+    print_answer(got, as_json, "群组 Audience", ["id", "name", "kind", "member_count", "schedule", "next_refresh_at"])
 
 
 @audience_app.command("list")
 def list_all(kind: Annotated[str | None, typer.Option(help="static, dynamic or imported.")] = None,
              as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:  # fmt: skip
     """Every audience."""
-    got = _call(data_dir, "GET", BASE, params={"kind": kind} if kind else None)
-    _print(got, as_json, "群组 Audiences", ["id", "name", "kind", "status", "member_count", "refreshed_at", "schedule"])
+    got = call_in(data_dir, "GET", BASE, params={"kind": kind} if kind else None)
+    print_answer(
+        got, as_json, "群组 Audiences", ["id", "name", "kind", "status", "member_count", "refreshed_at", "schedule"]
+    )
 
 
 @audience_app.command("show")
 def show(audience_id: str, data_dir: DataDirOption = None) -> None:
     """One audience with its definition (JSON)."""
-    _print(_call(data_dir, "GET", f"{BASE}/{audience_id}"), True)
+    print_answer(call_in(data_dir, "GET", f"{BASE}/{audience_id}"), True)
 
 
 @audience_app.command("update")
@@ -121,14 +96,14 @@ def update(
         body["schedule"] = schedule
     if definition is not None:
         body["definition"] = read_json_arg(definition, "--definition")
-    got = _call(data_dir, "PATCH", f"{BASE}/{audience_id}", json=body)
-    _print(got, as_json, "群组 Audience", ["id", "name", "kind", "status", "version", "member_count", "schedule"])
+    got = call_in(data_dir, "PATCH", f"{BASE}/{audience_id}", json=body)
+    print_answer(got, as_json, "群组 Audience", ["id", "name", "kind", "status", "version", "member_count", "schedule"])
 
 
 @audience_app.command("delete")
 def delete(audience_id: str, data_dir: DataDirOption = None) -> None:
     """Delete an audience (refused while another audience uses it)."""
-    _call(data_dir, "DELETE", f"{BASE}/{audience_id}")
+    call_in(data_dir, "DELETE", f"{BASE}/{audience_id}")
     console.print(f"deleted {audience_id}")
 
 
@@ -137,15 +112,15 @@ def estimate(definition: DefinitionOption = None, as_json: JsonOption = False, d
     """Count who a definition selects, without saving it."""
     if definition is None:
         fail("give --definition JSON or --definition @file.json")
-    got = _call(data_dir, "POST", f"{BASE}/estimate", json={"definition": read_json_arg(definition, "--definition")})
-    _print(got, as_json, "预估人数 Estimate", ["members", "profiles", "engine", "took_ms"])
+    got = call_in(data_dir, "POST", f"{BASE}/estimate", json={"definition": read_json_arg(definition, "--definition")})
+    print_answer(got, as_json, "预估人数 Estimate", ["members", "profiles", "engine", "took_ms"])
 
 
 @audience_app.command("count")
 def count(audience_id: str, as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Members now (a dynamic audience is evaluated)."""
-    got = _call(data_dir, "GET", f"{BASE}/{audience_id}/count")
-    _print(got, as_json, "人数 Count", ["members", "profiles", "engine", "took_ms"])
+    got = call_in(data_dir, "GET", f"{BASE}/{audience_id}/count")
+    print_answer(got, as_json, "人数 Count", ["members", "profiles", "engine", "took_ms"])
 
 
 _MEMBER_COLUMNS = ["profile_id", "name", "city", "member_level", "total_spend", "last_seen"]
@@ -161,11 +136,11 @@ def members(
 ) -> None:
     """A page of members."""
     params = {"limit": limit, **({"after": after} if after is not None else {})}
-    got = _call(data_dir, "GET", f"{BASE}/{audience_id}/members", params=params)
+    got = call_in(data_dir, "GET", f"{BASE}/{audience_id}/members", params=params)
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
-    _print(got["members"], False, "成员 Members", _MEMBER_COLUMNS)
+    print_answer(got["members"], False, "成员 Members", _MEMBER_COLUMNS)
     if got.get("next_after") is not None:
         console.print(f"more: --after {got['next_after']}")
 
@@ -174,23 +149,23 @@ def members(
 def sample(audience_id: str, size: Annotated[int, typer.Option(min=1, max=1000)] = 20,
            seed: str = "", as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:  # fmt: skip
     """A random sample of members (the same for the same --seed)."""
-    got = _call(data_dir, "GET", f"{BASE}/{audience_id}/sample", params={"size": size, "seed": seed})
-    _print(got, as_json, "抽样 Sample", _MEMBER_COLUMNS)
+    got = call_in(data_dir, "GET", f"{BASE}/{audience_id}/sample", params={"size": size, "seed": seed})
+    print_answer(got, as_json, "抽样 Sample", _MEMBER_COLUMNS)
 
 
 @audience_app.command("refresh")
 def refresh(audience_id: str, as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Re-evaluate a dynamic audience now; record and emit who entered and left."""
-    got = _call(data_dir, "POST", f"{BASE}/{audience_id}/refresh")
-    _print(got, as_json, "刷新 Refresh", ["run_id", "members", "entered", "exited", "finished_at"])
+    got = call_in(data_dir, "POST", f"{BASE}/{audience_id}/refresh")
+    print_answer(got, as_json, "刷新 Refresh", ["run_id", "members", "entered", "exited", "finished_at"])
 
 
 @audience_app.command("changes")
 def changes(audience_id: str, limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
             as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:  # fmt: skip
     """Who entered or left, newest first."""
-    got = _call(data_dir, "GET", f"{BASE}/{audience_id}/changes", params={"limit": limit})
-    _print(got, as_json, "变化 Changes", ["changed_at", "change", "profile_id", "run_id"])
+    got = call_in(data_dir, "GET", f"{BASE}/{audience_id}/changes", params={"limit": limit})
+    print_answer(got, as_json, "变化 Changes", ["changed_at", "change", "profile_id", "run_id"])
 
 
 @audience_app.command("import")
@@ -205,11 +180,11 @@ def import_file(
     """Create an imported audience (上传人群包); prints how many rows matched."""
     form = {"name": name, "encoding": encoding, **({"id_type": id_type} if id_type else {})}
     with file.open("rb") as f:
-        got = _call(data_dir, "POST", f"{BASE}/import", data=form, files={"file": (file.name, f, "text/csv")})
+        got = call_in(data_dir, "POST", f"{BASE}/import", data=form, files={"file": (file.name, f, "text/csv")})
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
-    _print(
+    print_answer(
         got,
         False,
         f"导入 Imported {got['audience']['id']}",
@@ -225,8 +200,8 @@ def import_rows(audience_id: str, status: Annotated[str | None, typer.Option(hel
                 as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:  # fmt: skip
     """The import report of an imported audience, row by row."""
     params = {"limit": limit, **({"status": status} if status else {})}
-    got = _call(data_dir, "GET", f"{BASE}/{audience_id}/import-rows", params=params)
-    _print(
+    got = call_in(data_dir, "GET", f"{BASE}/{audience_id}/import-rows", params=params)
+    print_answer(
         got,
         as_json,
         "导入明细 Import rows",
@@ -254,15 +229,15 @@ def explain(
         path = f"{BASE}/explain"
     else:
         path = f"{BASE}/{audience_id}/explain"
-    got = _call(data_dir, "POST", path, json=body)
+    got = call_in(data_dir, "POST", path, json=body)
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
     mark = "[green]✓ in[/]" if got["matched"] else "[red]✗ not in[/]"
     console.print(f"{got['profile_id']}: {mark}")
     rows = [{"path": x["path"], "matched": "✓" if x["matched"] else "✗", "leaf": json.dumps(x["leaf"], ensure_ascii=False),
              "value": json.dumps(x["value"], ensure_ascii=False, default=str)} for x in got["leaves"]]  # fmt: skip
-    _print(rows, False, "条件 Conditions", ["path", "matched", "leaf", "value"])
+    print_answer(rows, False, "条件 Conditions", ["path", "matched", "leaf", "value"])
 
 
 @audience_app.command("export")
@@ -306,8 +281,8 @@ def push(
     """Push members to a webhook destination in signed, retried batches."""
     body = {"destination": destination, "columns": [c.strip() for c in columns.split(",") if c.strip()],
             "batch_size": batch_size, "hash_identifiers": hash_identifiers}  # fmt: skip
-    got = _call(data_dir, "POST", f"{BASE}/{audience_id}/push", json=body)
-    _print(got, as_json, "推送 Push", ["id", "status", "rows", "batches", "batches_failed", "error"])
+    got = call_in(data_dir, "POST", f"{BASE}/{audience_id}/push", json=body)
+    print_answer(got, as_json, "推送 Push", ["id", "status", "rows", "batches", "batches_failed", "error"])
     if got.get("status") != "delivered":
         raise typer.Exit(1)
 
@@ -322,34 +297,34 @@ def insight(
     data_dir: DataDirOption = None,
 ) -> None:
     """Distribution of attributes and tags vs. a comparison, with TGI (群组洞察)."""
-    got = _call(
+    got = call_in(
         data_dir,
         "GET",
         f"{BASE}/{audience_id}/insight",
         params={"columns": columns, "compare_to": compare_to, "top": top},
     )
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
     console.print(f"members {got['members']:,} vs {got['compare_to']} {got['base_members']:,}")
     for col in got["columns"]:
         rows = [{**v, "share": f"{v['share']:.1%}", "base_share": f"{v['base_share']:.1%}"} for v in col["values"]]
-        _print(rows, False, col["column"], ["value", "count", "share", "base_share", "tgi"])
+        print_answer(rows, False, col["column"], ["value", "count", "share", "base_share", "tgi"])
 
 
 @destination_app.command("create")
 def destination_create(name: str, url: Annotated[str, typer.Option(help="https://… webhook URL.")],
                        data_dir: DataDirOption = None) -> None:  # fmt: skip
     """Add a webhook destination; prints its signing secret once."""
-    got = _call(data_dir, "POST", "/v1/admin/destinations", json={"name": name, "url": url})
+    got = call_in(data_dir, "POST", "/v1/admin/destinations", json={"name": name, "url": url})
     console.print(f"id {got['destination']['id']}\nsecret (shown once) {got['secret']}")
 
 
 @destination_app.command("list")
 def destination_list(as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Every destination."""
-    _print(
-        _call(data_dir, "GET", "/v1/admin/destinations"),
+    print_answer(
+        call_in(data_dir, "GET", "/v1/admin/destinations"),
         as_json,
         "推送目的地 Destinations",
         ["id", "name", "kind", "url"],
@@ -359,5 +334,5 @@ def destination_list(as_json: JsonOption = False, data_dir: DataDirOption = None
 @destination_app.command("delete")
 def destination_delete(destination_id: str, data_dir: DataDirOption = None) -> None:
     """Delete a destination."""
-    _call(data_dir, "DELETE", f"/v1/admin/destinations/{destination_id}")
+    call_in(data_dir, "DELETE", f"/v1/admin/destinations/{destination_id}")
     console.print(f"deleted {destination_id}")

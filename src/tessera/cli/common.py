@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.table import Table
 
 from tessera.runtime import Instance
 
@@ -127,3 +130,34 @@ def call_in(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
         return call_api(instance, method, path, **kw)
     finally:
         instance.close()
+
+
+def cell(value: Any) -> str:
+    """A table cell: ISO times to the minute (UTC offset kept), lists joined, None as blank."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(cell(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    text = str(value)
+    if len(text) >= 19 and text[4] == "-" and text[10] == "T":
+        return text[:16].replace("T", " ") + (text[-6:] if text[-6] in "+-" else "")
+    return text
+
+
+def print_answer(body: Any, as_json: bool, title: str | None = None, columns: list[str] | None = None) -> None:
+    """An API answer: as JSON, or as a table of ``columns`` (the first, a key, is not folded)."""
+    if as_json or columns is None:
+        typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
+        return
+    rows = body if isinstance(body, list) else [body]
+    table = Table(title=title, title_justify="left")
+    for i, c in enumerate(columns):
+        widest = max((cell_len(cell(r.get(c))) for r in rows), default=0) if i == 0 else None
+        table.add_column(c, overflow="fold", min_width=min(widest, 40) if widest else None)
+    for r in rows:
+        table.add_row(*[cell(r.get(c)) for c in columns])
+    console.print(table)

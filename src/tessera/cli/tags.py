@@ -8,15 +8,12 @@ names the field, e.g. ``value: '白金' is not one of 普通, 金卡``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.cells import cell_len
-from rich.table import Table
 
-from tessera.cli.common import DataDirOption, call_in, console, fail, read_json_arg
+from tessera.cli.common import DataDirOption, call_in, cell, console, fail, print_answer, read_json_arg
 from tessera.domain.identity import parse_identifier
 
 tag_app = typer.Typer(
@@ -45,40 +42,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tag_app, name="tag")
 
 
-def _call(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    return call_in(data_dir, method, path, **kw)
-
-
-def _cell(value: Any) -> str:
-    """A table cell: ISO times to the minute (UTC offset kept), lists joined, None as blank."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ", ".join(_cell(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    text = str(value)
-    if len(text) >= 19 and text[4] == "-" and text[10] == "T":
-        return text[:16].replace("T", " ") + (text[-6:] if text[-6] in "+-" else "")
-    return text
-
-
-def _print(body: Any, as_json: bool, title: str | None = None, columns: list[str] | None = None) -> None:
-    if as_json or columns is None:
-        typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
-        return
-    rows = body if isinstance(body, list) else [body]
-    table = Table(title=title, title_justify="left")
-    for i, c in enumerate(columns):  # the first column (the key) is not folded
-        widest = max((cell_len(_cell(r.get(c))) for r in rows), default=0) if i == 0 else None
-        table.add_column(c, overflow="fold", min_width=min(widest, 40) if widest else None)
-    for r in rows:
-        table.add_row(*[_cell(r.get(c)) for c in columns])
-    console.print(table)
-
-
 def _definition(definition: str | None, file: Path | None, what: str) -> Any:
     if (definition is None) == (file is None):
         fail(f"give the {what} as JSON (or @file.json), or --file FILE.json")
@@ -91,8 +54,8 @@ def _definition(definition: str | None, file: Path | None, what: str) -> Any:
 @category_app.command("list")
 def category_list(as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """The category tree (parents by key)."""
-    got = _call(data_dir, "GET", "/v1/admin/tag-categories")
-    _print(got, as_json, "标签分类 Categories", ["key", "name", "name_en", "parent", "position"])
+    got = call_in(data_dir, "GET", "/v1/admin/tag-categories")
+    print_answer(got, as_json, "标签分类 Categories", ["key", "name", "name_en", "parent", "position"])
 
 
 @category_app.command("create")
@@ -107,14 +70,14 @@ def category_create(
 ) -> None:
     """Create a category (under --parent, or at the top)."""
     body = {"key": key, "name": name, "name_en": name_en, "parent": parent, "position": position}
-    got = _call(data_dir, "POST", "/v1/admin/tag-categories", json=body)
-    _print(got, as_json, "标签分类 Category", ["key", "name", "name_en", "parent", "position"])
+    got = call_in(data_dir, "POST", "/v1/admin/tag-categories", json=body)
+    print_answer(got, as_json, "标签分类 Category", ["key", "name", "name_en", "parent", "position"])
 
 
 @category_app.command("delete")
 def category_delete(key: str, data_dir: DataDirOption = None) -> None:
     """Remove an empty category (refused, naming what is in it, otherwise)."""
-    _call(data_dir, "DELETE", f"/v1/admin/tag-categories/{key}")
+    call_in(data_dir, "DELETE", f"/v1/admin/tag-categories/{key}")
     console.print(f"deleted category {key}")
 
 
@@ -130,14 +93,14 @@ def list_all(
 ) -> None:
     """Every tag definition."""
     params = {k: v for k, v in (("category", category), ("status", status)) if v}
-    got = _call(data_dir, "GET", BASE, params=params or None)
-    _print(got, as_json, "标签 Tags", _TAG_COLUMNS)
+    got = call_in(data_dir, "GET", BASE, params=params or None)
+    print_answer(got, as_json, "标签 Tags", _TAG_COLUMNS)
 
 
 @tag_app.command("show")
 def show(key: str, data_dir: DataDirOption = None) -> None:
     """One tag definition (JSON)."""
-    _print(_call(data_dir, "GET", f"{BASE}/{key}"), True)
+    print_answer(call_in(data_dir, "GET", f"{BASE}/{key}"), True)
 
 
 @tag_app.command("create")
@@ -148,8 +111,8 @@ def create(
     data_dir: DataDirOption = None,
 ) -> None:
     """Define a tag: key, name, name_en, category, value_type, enum_values, multi, kind, rules | sql | model …"""
-    got = _call(data_dir, "POST", BASE, json=_definition(definition, file, "definition"))
-    _print(got, as_json, "标签 Tag", _TAG_COLUMNS)
+    got = call_in(data_dir, "POST", BASE, json=_definition(definition, file, "definition"))
+    print_answer(got, as_json, "标签 Tag", _TAG_COLUMNS)
 
 
 @tag_app.command("update")
@@ -176,14 +139,14 @@ def update(
         body["schedule"] = schedule or None
     if not body:
         fail("nothing to change: give CHANGES JSON, --file or an option such as --status")
-    _print(_call(data_dir, "PATCH", f"{BASE}/{key}", json=body), as_json, "标签 Tag", _TAG_COLUMNS)
+    print_answer(call_in(data_dir, "PATCH", f"{BASE}/{key}", json=body), as_json, "标签 Tag", _TAG_COLUMNS)
 
 
 @tag_app.command("archive")
 def archive(key: str, as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Archive a tag (refused while an active audience uses it, naming the audiences)."""
-    got = _call(data_dir, "PATCH", f"{BASE}/{key}", json={"status": "archived"})
-    _print(got, as_json, "标签 Tag", _TAG_COLUMNS)
+    got = call_in(data_dir, "PATCH", f"{BASE}/{key}", json={"status": "archived"})
+    print_answer(got, as_json, "标签 Tag", _TAG_COLUMNS)
 
 
 # -- static values --------------------------------------------------------------------------------
@@ -209,10 +172,10 @@ def _reference(profile_id: str | None, phone: str | None, email: str | None, ide
 
 def _print_report(got: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
     run = got.get("run") or {}
-    _print({**got, "added": run.get("added"), "removed": run.get("removed")}, False, title, _REPORT_COLUMNS)
+    print_answer({**got, "added": run.get("added"), "removed": run.get("removed")}, False, title, _REPORT_COLUMNS)
     problems = [{**p, "kind": "invalid"} for p in got.get("invalid", [])] + [
         {**p, "kind": "unmatched"} for p in got.get("unmatched", [])
     ]
@@ -236,9 +199,9 @@ def _set(data_dir: Path | None, key: str, op: str, ref: dict[str, str], values: 
     item: dict[str, Any] = dict(ref)
     if values:
         item["value"] = values[0] if len(values) == 1 else values
-    got = _call(data_dir, "POST", f"{BASE}/{key}/values", json={"op": op, "items": [item]})
+    got = call_in(data_dir, "POST", f"{BASE}/{key}/values", json={"op": op, "items": [item]})
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
     failed = got["invalid"] or got["unmatched"]
     if failed:
         p = failed[0]
@@ -289,7 +252,7 @@ def import_file(
 ) -> None:
     """Set values of a static tag from a CSV file; lines that fail are listed by line number."""
     with file.open("rb") as f:
-        got = _call(data_dir, "POST", f"{BASE}/{key}/import", data={"op": op, "encoding": encoding},
+        got = call_in(data_dir, "POST", f"{BASE}/{key}/import", data={"op": op, "encoding": encoding},
                     files={"file": (file.name, f, "text/csv")})  # fmt: skip
     _print_report(got, as_json, f"导入 Imported {file.name}")
 
@@ -305,8 +268,8 @@ def run(
     data_dir: DataDirOption = None,
 ) -> None:
     """Compute a rule, SQL or model tag now and swap its values in."""
-    got = _call(data_dir, "POST", f"{BASE}/{key}/run", params={"incremental": str(incremental).lower()})
-    _print(got, as_json, "运行 Run", _RUN_COLUMNS)
+    got = call_in(data_dir, "POST", f"{BASE}/{key}/run", params={"incremental": str(incremental).lower()})
+    print_answer(got, as_json, "运行 Run", _RUN_COLUMNS)
     if any(r.get("status") == "failed" for r in got):
         raise typer.Exit(1)
 
@@ -319,9 +282,9 @@ def runs(
     data_dir: DataDirOption = None,
 ) -> None:
     """A tag's runs (computations and bulk changes), newest first."""
-    got = _call(data_dir, "GET", f"{BASE}/{key}/runs", params={"limit": limit})
+    got = call_in(data_dir, "GET", f"{BASE}/{key}/runs", params={"limit": limit})
     columns = ["started_at", "trigger", "status", "profiles", "added", "removed", "error"]
-    _print(got, as_json, f"运行记录 Runs of {key}", columns)
+    print_answer(got, as_json, f"运行记录 Runs of {key}", columns)
 
 
 _QUALITY_COLUMNS = ["key", "name", "kind", "holders", "coverage", "low_coverage", "computed_at"]
@@ -334,10 +297,10 @@ def quality(
     data_dir: DataDirOption = None,
 ) -> None:
     """Coverage, value distribution, last run and usage (one tag), or a summary of every tag."""
-    got = _call(data_dir, "GET", f"{BASE}/{key}/quality" if key else f"{BASE}/quality")
-    _print(got, as_json, "标签质量 Quality", _QUALITY_COLUMNS)
+    got = call_in(data_dir, "GET", f"{BASE}/{key}/quality" if key else f"{BASE}/quality")
+    print_answer(got, as_json, "标签质量 Quality", _QUALITY_COLUMNS)
     if key and not as_json and got.get("values"):
-        _print(got["values"], False, "分布 Values", ["value", "profiles", "share"])
+        print_answer(got["values"], False, "分布 Values", ["value", "profiles", "share"])
 
 
 @tag_app.command("holders")
@@ -354,12 +317,12 @@ def holders(
     if (on is None) == (at is None):
         fail("give --on DATE or --at DATETIME")
     params = {"at": on or at, "limit": limit, **({"value": value} if value is not None else {})}
-    got = _call(data_dir, "GET", f"{BASE}/{key}/holders", params=params)
+    got = call_in(data_dir, "GET", f"{BASE}/{key}/holders", params=params)
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
     what = f"{key} = {value}" if value is not None else key
-    console.print(f"{got.get('profiles')} profiles had {what} at {_cell(got.get('at'))}")
+    console.print(f"{got.get('profiles')} profiles had {what} at {cell(got.get('at'))}")
     for pid in got.get("profile_ids", []):
         typer.echo(pid)
 
@@ -375,9 +338,9 @@ def trend(
 ) -> None:
     """Per local day and value: how many profiles held it at the end of the day."""
     params = {"since": since, "until": until, **({"value": value} if value is not None else {})}
-    got = _call(data_dir, "GET", f"{BASE}/{key}/trend", params=params)
+    got = call_in(data_dir, "GET", f"{BASE}/{key}/trend", params=params)
     days = got.get("days", got) if isinstance(got, dict) else got
-    _print(got if as_json else days, as_json, f"趋势 Trend of {key}", ["day", "value", "profiles"])
+    print_answer(got if as_json else days, as_json, f"趋势 Trend of {key}", ["day", "value", "profiles"])
 
 
 @tag_app.command("preview")
@@ -388,15 +351,15 @@ def preview(
     data_dir: DataDirOption = None,
 ) -> None:
     """Compute an unsaved rule, SQL or model tag: coverage, distribution and sample rows (nothing is written)."""
-    got = _call(data_dir, "POST", f"{BASE}/preview", json=_definition(definition, file, "definition"))
+    got = call_in(data_dir, "POST", f"{BASE}/preview", json=_definition(definition, file, "definition"))
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
-    _print(got, False, "预览 Preview", ["profiles", "holders", "rows", "coverage"])
+    print_answer(got, False, "预览 Preview", ["profiles", "holders", "rows", "coverage"])
     if got.get("values"):
-        _print(got["values"], False, "分布 Values", ["value", "profiles"])
+        print_answer(got["values"], False, "分布 Values", ["value", "profiles"])
     if got.get("sample"):
-        _print(got["sample"], False, "样例 Sample", ["profile_id", "value"])
+        print_answer(got["sample"], False, "样例 Sample", ["profile_id", "value"])
 
 
 # -- tag API keys ---------------------------------------------------------------------------------
@@ -418,11 +381,11 @@ def api_key_create(
 ) -> None:
     """Create a tag API key (a category covers its sub-categories); the key is printed once."""
     body = {"name": name, "read": _categories(read), "write": _categories(write)}
-    got = _call(data_dir, "POST", "/v1/admin/tag-api-keys", json=body)
+    got = call_in(data_dir, "POST", "/v1/admin/tag-api-keys", json=body)
     if as_json:
-        _print(got, True)
+        print_answer(got, True)
         return
-    _print(got, False, "标签 API key", _KEY_COLUMNS[:4])
+    print_answer(got, False, "标签 API key", _KEY_COLUMNS[:4])
     console.print("the key (send as 'Authorization: Bearer …'), shown once:", highlight=False)
     typer.echo(got["key"])
 
@@ -430,8 +393,8 @@ def api_key_create(
 @api_key_app.command("list")
 def api_key_list(as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Every tag API key (revoked ones too), without secrets."""
-    _print(
-        _call(data_dir, "GET", "/v1/admin/tag-api-keys"),
+    print_answer(
+        call_in(data_dir, "GET", "/v1/admin/tag-api-keys"),
         as_json,
         "标签 API keys",
         [*_KEY_COLUMNS[:4], *_KEY_COLUMNS[5:]],
@@ -441,5 +404,5 @@ def api_key_list(as_json: JsonOption = False, data_dir: DataDirOption = None) ->
 @api_key_app.command("revoke")
 def api_key_revoke(key_id: int, data_dir: DataDirOption = None) -> None:
     """Revoke a tag API key: it is refused from now on."""
-    got = _call(data_dir, "DELETE", f"/v1/admin/tag-api-keys/{key_id}")
+    got = call_in(data_dir, "DELETE", f"/v1/admin/tag-api-keys/{key_id}")
     console.print(f"revoked tag API key {got['id']} ({got['name']})")
