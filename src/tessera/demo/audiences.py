@@ -51,20 +51,25 @@ def create_audiences(instance: Instance) -> list[audiences.Audience]:
     return audiences.list_audiences(inst=instance)
 
 
-def _event_list(instance: Instance) -> bytes:
-    """A sign-up sheet: 120 known phones typed with spaces, 8 unknown ones, one malformed."""
+def known_phones(instance: Instance, n: int, *, salt: str = "") -> list[str]:
+    """``n`` Chinese mobile numbers of demo profiles, as people type them (``138 0013 8000``),
+    in a stable order that ``salt`` shuffles."""
     rows = (
         instance.analytic.cursor()
         .execute(
             "SELECT id_value FROM profile_identifiers WHERE id_type = 'phone' AND id_value LIKE '+861%' "
-            "ORDER BY md5(id_value) LIMIT 120"
+            "ORDER BY md5(id_value || $salt) LIMIT $n",
+            {"salt": salt, "n": n},
         )
         .fetchall()
     )
+    return [f"{p[3:6]} {p[6:10]} {p[10:]}" for (p,) in rows]
+
+
+def _event_list(instance: Instance) -> bytes:
+    """A sign-up sheet: 120 known phones typed with spaces, 8 unknown ones, one malformed."""
     lines = ["姓名,手机号"]
-    for i, (phone,) in enumerate(rows):
-        local = phone.removeprefix("+86")
-        lines.append(f"来宾{i + 1},{local[:3]} {local[3:7]} {local[7:]}")
+    lines += [f"来宾{i + 1},{phone}" for i, phone in enumerate(known_phones(instance, 120))]
     lines += [f"新朋友{i + 1},1390000{i:04d}" for i in range(8)]
     lines.append("手误,1380013")
     return ("\n".join(lines) + "\n").encode()

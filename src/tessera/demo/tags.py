@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tessera.demo.audiences import known_phones
 from tessera.runtime import Instance
 from tessera.services import tag_catalogue, tag_runs, tag_static
 from tessera.services.tag_values import RunResult
@@ -80,16 +81,6 @@ def create_tags(instance: Instance) -> list[RunResult]:
 
 def _sign_ups(instance: Instance) -> bytes:
     """A sign-up sheet per store: 手机号,标签值 with phones as people type them."""
-    rows = (
-        instance.analytic.cursor()
-        .execute(
-            "SELECT id_value FROM profile_identifiers WHERE id_type = 'phone' AND id_value LIKE '+861%' "
-            "ORDER BY md5(id_value || 'store') LIMIT 300"
-        )
-        .fetchall()
-    )
-    lines = ["手机号,标签值"]
-    for i, (phone,) in enumerate(rows):
-        digits = phone.removeprefix("+86")
-        lines.append(f"{digits[:3]} {digits[3:7]} {digits[7:]},{STORES[i % len(STORES)]}")
+    phones = known_phones(instance, 300, salt="store")
+    lines = ["手机号,标签值"] + [f"{p},{STORES[i % len(STORES)]}" for i, p in enumerate(phones)]
     return ("\n".join(lines) + "\n").encode()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 
-class Periodic:
+class Periodic(ABC):
     """Calls :meth:`tick` every ``interval`` seconds in a daemon thread until :meth:`stop`.
 
     A tick that raises is remembered in ``last_error`` (shown by ``/healthz``) and the next tick
@@ -19,8 +20,9 @@ class Periodic:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
+    @abstractmethod
     def tick(self) -> None:
-        raise NotImplementedError
+        """One round of the work."""
 
     def start(self) -> None:
         self._thread.start()
