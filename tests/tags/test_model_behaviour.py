@@ -16,14 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tessera.clock import FrozenClock
 from tessera.domain.tags import Tag
-from tessera.runtime import Instance
 from tessera.services import tag_catalogue
 from tessera.services.tag_runs import run_tags
 from tessera.services.tag_values import RunResult
 from tessera.tagmodels import models
 from tessera.tagmodels.sentiment import SnowNLPScorer, VaderScorer, detect_language
+from tests.tags.handmade import HandStore
 
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 T0 = NOW.replace(tzinfo=None)
@@ -37,15 +36,11 @@ def ago(days: float) -> datetime:
 
 
 # -- a store built by hand ---------------------------------------------------------------------------
-class Store:
+class Store(HandStore):
     """An instance whose analytic store the test fills directly (profile p has observation 1000 + p)."""
 
     def __init__(self, root: Path) -> None:
-        self.inst = Instance(root / "data", clock=FrozenClock(NOW))
-        self.cur = self.inst.analytic.cursor()
-        self.cur.executemany("INSERT INTO event_names (event_id, name) VALUES (?, ?)",
-                             [[i + 1, n] for i, n in enumerate(EVENT_NAMES)])  # fmt: skip
-        self._msg = 0
+        super().__init__(root, now=NOW, event_names=EVENT_NAMES)
 
     def profiles(self, idxs: list[int]) -> None:
         self._insert("profiles", {"profile_idx": pa.array(idxs, pa.int32()),
@@ -91,15 +86,6 @@ class Store:
         keys = ("product_id", "category", "colour", "size", "price")
         self._insert("products", {k: [r[i] for r in rows] for i, k in enumerate(keys)})
 
-    def _insert(self, table: str, cols: dict[str, Any]) -> None:
-        data = pa.table(cols)
-        self.cur.register("_rows", data)
-        try:
-            names = ", ".join(f'"{c}"' for c in data.column_names)
-            self.cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _rows")
-        finally:
-            self.cur.unregister("_rows")
-
     def tag(self, key: str, model: str, params: dict[str, Any], category: str = "predictive") -> Tag:
         body = {"key": key, "name": key, "name_en": key, "category": category, "kind": "model",
                 "model": {"name": model, "params": params}}  # fmt: skip
@@ -116,16 +102,6 @@ class Store:
         ).fetchall():
             out.setdefault(int(p), []).append(v)
         return out
-
-    def last_run(self, key: str) -> tuple[str, dict[str, Any], str | None]:
-        status, details, error = self.cur.execute(
-            "SELECT status, details, error FROM tag_runs WHERE tag_key = ? ORDER BY run_no DESC LIMIT 1", [key]
-        ).fetchall()[0]
-        return status, json.loads(details) if details else {}, error
-
-    def close(self) -> None:
-        self.cur.close()
-        self.inst.close()
 
 
 @pytest.fixture

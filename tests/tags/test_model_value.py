@@ -7,7 +7,6 @@ and the catalogue filling in the models' enum values."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -19,10 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tessera.clock import FrozenClock
 from tessera.domain import clv as clv_model
 from tessera.domain.tags import Tag
-from tessera.runtime import Instance
 from tessera.services import tag_catalogue, tag_runs
 from tessera.services.tag_catalogue import CatalogueError
 from tessera.services.tag_runs import context, run_tags
@@ -31,6 +28,7 @@ from tessera.tagmodels import models, shape_body
 from tessera.tagmodels.lifecycle import AIPL, STAGES
 from tessera.tagmodels.purchases import local_day, state
 from tessera.tagmodels.rfm import GROUPS
+from tests.tags.handmade import HandStore
 
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai: ago(d) is d local days back
 T0 = NOW.replace(tzinfo=None)
@@ -42,17 +40,12 @@ def ago(days: float, now: datetime = T0) -> datetime:
     return now - timedelta(days=days)
 
 
-class Store:
+class Store(HandStore):
     """An instance whose analytic store the test fills directly. Profile p starts with observation
     1000 + p; ``link`` adds more observations to a profile (or moves one: a merge)."""
 
     def __init__(self, root: Path) -> None:
-        self.clock = FrozenClock(NOW)
-        self.inst = Instance(root / "data", clock=self.clock)
-        self.cur = self.inst.analytic.cursor()
-        self.cur.executemany("INSERT INTO event_names (event_id, name) VALUES (?, ?)",
-                             [[i + 1, n] for i, n in enumerate(EVENT_NAMES)])  # fmt: skip
-        self._msg = 0
+        super().__init__(root, now=NOW, event_names=EVENT_NAMES)
         self._events: list[tuple[Any, ...]] = []
         self._orders: dict[str, tuple[Any, ...]] = {}
 
@@ -108,15 +101,6 @@ class Store:
         self._insert("customers", {"customer_id": [f"c{p}"], "identity_idx": pa.array([1000 + p], pa.int64()),
                                    "registered_at": [registered], "member_level": pa.array([level], pa.string())})  # fmt: skip
 
-    def _insert(self, table: str, cols: dict[str, Any]) -> None:
-        data = pa.table(cols)
-        self.cur.register("_rows", data)
-        try:
-            names = ", ".join(f'"{c}"' for c in data.column_names)
-            self.cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _rows")
-        finally:
-            self.cur.unregister("_rows")
-
     def tag(self, key: str, model: str, params: dict[str, Any] | None = None) -> Tag:
         body = {"key": key, "name": key, "name_en": key, "category": "value", "kind": "model",
                 "model": {"name": model, "params": params or {}}}  # fmt: skip
@@ -134,16 +118,6 @@ class Store:
             "SELECT profile_idx, value FROM profile_tags WHERE tag_key = ? ORDER BY profile_idx", [key]
         ).fetchall()
         return {int(p): v for p, v in rows}
-
-    def last_run(self, key: str) -> tuple[str, dict[str, Any], str | None]:
-        status, details, error = self.cur.execute(
-            "SELECT status, details, error FROM tag_runs WHERE tag_key = ? ORDER BY run_no DESC LIMIT 1", [key]
-        ).fetchall()[0]
-        return status, json.loads(details) if details else {}, error
-
-    def close(self) -> None:
-        self.cur.close()
-        self.inst.close()
 
 
 @pytest.fixture
