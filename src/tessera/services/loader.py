@@ -81,7 +81,8 @@ class Loader:
         self.loaded_dead = 0
         self.duplicates = 0
         self.last_error: str | None = None
-        #: called after each committed load with the profiles whose events it stored (rule tags react)
+        #: called after each committed load with the observations (``identity_links.obs_idx``) of the
+        #: events it stored (rule tags react)
         self.listeners: list[Callable[[list[int]], None]] = []
         self._touched: list[int] = []
 
@@ -252,12 +253,9 @@ class Loader:
                 normaliser=self._normaliser,
             )
             cur.execute(_INSERT_EVENTS)
-            if self.listeners:
-                got = cur.execute(
-                    f"SELECT DISTINCT l.profile_idx FROM {identity.ROWS_TABLE} m "  # noqa: S608 - constant
-                    "JOIN identity_links l ON l.obs_idx = m.obs_idx WHERE l.profile_idx IS NOT NULL"
-                ).fetchall()
-                self._touched.extend(r[0] for r in got)
+            if self.listeners:  # the batch's observations (small); listeners map them to profiles
+                got = cur.execute(f"SELECT DISTINCT obs_idx FROM {identity.ROWS_TABLE} WHERE obs_idx IS NOT NULL")  # noqa: S608 - constant
+                self._touched.extend(r[0] for r in got.fetchall())
             cur.execute(f"DROP TABLE {identity.ROWS_TABLE}")
         finally:
             cur.unregister("_load_events")

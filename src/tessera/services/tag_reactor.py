@@ -1,6 +1,6 @@
 """Rule tags re-evaluated as events arrive (事件触发的标签更新).
 
-The loader tells the reactor which profiles' events it has just stored; every ``interval`` the
+The loader tells the reactor the observations of the events it has just stored; every ``interval`` the
 reactor re-evaluates, for those profiles only, the active rule tags whose conditions read a
 profile's own events (:func:`tessera.services.tag_rules.reacts_to_events`), in one scoped run
 (trigger ``events``). Scheduled and manual runs still recompute everyone: relative windows
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+import pyarrow as pa
 from sqlalchemy import select
 
 from tessera.domain.tags import Tag
@@ -43,10 +44,11 @@ class TagReactor(Periodic):
         self._pending: set[int] = set()
         self._lock = threading.Lock()
 
-    def notify(self, profile_idxs: list[int]) -> None:
-        """Called by the loader after a commit (cheap: it only remembers the profiles)."""
+    def notify(self, observations: list[int]) -> None:
+        """Called by the loader after a commit with the observations of the events it stored (cheap:
+        it only remembers them; their profiles are looked up when there is something to react with)."""
         with self._lock:
-            self._pending.update(profile_idxs)
+            self._pending.update(observations)
 
     def tick(self) -> None:
         self.react()
@@ -54,11 +56,28 @@ class TagReactor(Periodic):
     def react(self) -> list[RunResult]:
         """Re-evaluate now for the profiles gathered so far."""
         with self._lock:
-            scope, self._pending = sorted(self._pending), set()
-        if not scope:
+            observations, self._pending = sorted(self._pending), set()
+        if not observations:
             return []
         tags = reacting_tags(self.inst)
         if not tags:
             return []
+        scope = profiles_of(self.inst, observations)
+        if not scope:
+            return []
         self.runs += 1
         return run_tags(self.inst, tags, trigger="events", scope=scope)
+
+
+def profiles_of(inst: Instance, observations: list[int]) -> list[int]:
+    """The profiles the observations belong to now."""
+    cur = inst.analytic.cursor()
+    try:
+        cur.register("_react_obs", pa.table({"obs_idx": pa.array(observations, pa.int64())}))
+        rows = cur.execute(
+            "SELECT DISTINCT l.profile_idx FROM identity_links l SEMI JOIN _react_obs o ON o.obs_idx = l.obs_idx "
+            "WHERE l.profile_idx IS NOT NULL"
+        ).fetchall()
+    finally:
+        cur.close()
+    return [r[0] for r in rows]
