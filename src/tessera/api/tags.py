@@ -99,7 +99,7 @@ def all_quality(instance: InstanceDep, status: str | None = "active") -> list[di
     """Quality of every tag (of ``status``; empty = all): coverage, distribution, last run, usage, flags."""
     with _session(instance) as s:
         tags = catalogue.list_tags(session=s, status=status or None)
-    return [tag_runs.quality(instance, t) for t in tags]
+    return tag_runs.qualities(instance, tags)
 
 
 @router.post("/tags/{key}/run", response_model=list[TagRunOut])

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tessera.clock import as_utc
-from tessera.domain.conditions import TagLeaf, leaves
+from tessera.domain.conditions import TagLeaf, leaves, parse_condition
 from tessera.domain.tags import DEFAULT_CATEGORIES, Category, CategoryDraft, Tag, TagDraft
 from tessera.services.audiences import audiences_where
-from tessera.stores.models import AudienceRow, TagCategoryRow, TagDefinitionRow
+from tessera.stores.models import TagCategoryRow, TagDefinitionRow
 from tessera.tagmodels import shape_body
 
 
@@ -177,22 +177,28 @@ def list_tags(*, session: Session, category: str | None = None, status: str | No
     return [tag_from_row(r) for r in session.scalars(q)]
 
 
-def audiences_using(*, session: Session, key: str) -> list[AudienceRow]:
-    """Active audiences whose definitions have a tag leaf on ``key``."""
-    return audiences_where(session, lambda leaf: isinstance(leaf, TagLeaf) and leaf.tag == key, active_only=True)
-
-
 _USER_KIND = {"audience": "audience", "tag": "rule tag", "journey": "journey"}
 
 
 def tag_usage(*, session: Session, key: str) -> list[dict[str, str]]:
     """Where a tag is read: audiences (active or not) and rule tags whose conditions name it.
     (Journeys join this list when they exist.)"""
-    out = [{"kind": "audience", "id": a.id, "name": a.name, "status": a.status}
-           for a in audiences_where(session, lambda leaf: isinstance(leaf, TagLeaf) and leaf.tag == key)]  # fmt: skip
+    return tags_usage(session=session, keys=[key])[key]
+
+
+def tags_usage(*, session: Session, keys: list[str]) -> dict[str, list[dict[str, str]]]:
+    """:func:`tag_usage` of several tags, reading each audience and rule tag definition once."""
+    out: dict[str, list[dict[str, str]]] = {k: [] for k in keys}
+    for a in audiences_where(session, lambda leaf: isinstance(leaf, TagLeaf) and leaf.tag in out):
+        assert a.definition is not None
+        for k in {leaf.tag for _, leaf in leaves(parse_condition(a.definition)) if isinstance(leaf, TagLeaf)} & set(
+            out
+        ):
+            out[k].append({"kind": "audience", "id": a.id, "name": a.name, "status": a.status})
     for row in session.scalars(select(TagDefinitionRow).where(TagDefinitionRow.kind == "rule")):
-        if row.key != key and key in _rule_reads(TagDraft.model_validate(row.body)):
-            out.append({"kind": "tag", "id": row.key, "name": str(row.body["name"]), "status": row.status})
+        for k in _rule_reads(TagDraft.model_validate(row.body)) - {row.key}:
+            if k in out:
+                out[k].append({"kind": "tag", "id": row.key, "name": str(row.body["name"]), "status": row.status})
     return out
 
 

@@ -240,33 +240,36 @@ def preview(inst: Instance, body: dict[str, Any], *, limit: int = 100) -> dict[s
 
 def quality(inst: Instance, tag: Tag) -> dict[str, Any]:
     """Coverage, value distribution, the last run, where the tag is used, and the low-coverage flag."""
-    from tessera.services.tag_catalogue import tag_usage
+    return qualities(inst, [tag])[0]
 
+
+def qualities(inst: Instance, tags: Sequence[Tag]) -> list[dict[str, Any]]:
+    """:func:`quality` of several tags; the runs and the definitions that use them are read once."""
+    from tessera.clock import as_utc
+    from tessera.services.tag_catalogue import tags_usage
+
+    with inst.operational.session() as s:
+        used = tags_usage(session=s, keys=[t.key for t in tags])
+    last = last_runs(inst)
     cur = inst.analytic.cursor()
     try:
-        cov = tag_values.coverage(cur, tag.key)
-        last = tag_values.runs(cur, tag.key, limit=1)
-        last_ok = cur.execute(
-            "SELECT max(finished_at) FROM tag_runs WHERE tag_key = $k AND status = 'succeeded'", {"k": tag.key}
-        ).fetchall()[0]
+        computed = dict(cur.execute("SELECT tag_key, max(finished_at) FROM tag_runs WHERE status = 'succeeded' "
+                                    "GROUP BY tag_key").fetchall())  # fmt: skip
+        out = []
+        for tag in tags:
+            cov = tag_values.coverage(cur, tag.key)
+            latest = tag_values.runs(cur, tag.key, limit=1)
+            threshold = tag.min_coverage if tag.min_coverage is not None else inst.settings.tags.min_coverage
+            out.append({
+                "key": tag.key, "name": tag.name, "name_en": tag.name_en, "kind": tag.kind, "status": tag.status,
+                **cov,
+                "min_coverage": threshold,
+                "low_coverage": cov["coverage"] < threshold,
+                "last_run": latest[0] if latest else None,
+                "computed_at": as_utc(computed[tag.key]) if computed.get(tag.key) else None,
+                "next_run_at": next_run_at(tag, inst=inst, last=last.get(tag.key)),
+                "used_by": used[tag.key],
+            })  # fmt: skip
     finally:
         cur.close()
-    threshold = tag.min_coverage if tag.min_coverage is not None else inst.settings.tags.min_coverage
-    with inst.operational.session() as s:
-        used = tag_usage(session=s, key=tag.key)
-    from tessera.clock import as_utc
-
-    return {
-        "key": tag.key,
-        "name": tag.name,
-        "name_en": tag.name_en,
-        "kind": tag.kind,
-        "status": tag.status,
-        **cov,
-        "min_coverage": threshold,
-        "low_coverage": cov["coverage"] < threshold,
-        "last_run": last[0] if last else None,
-        "computed_at": as_utc(last_ok[0]) if last_ok and last_ok[0] else None,
-        "next_run_at": next_run_at(tag, inst=inst, last=last_runs(inst).get(tag.key)),
-        "used_by": used,
-    }
+    return out
