@@ -391,41 +391,30 @@ def stage_assignment(cur: duckdb.DuckDBPyConnection, tag: Tag, rows: Sequence[tu
     removed (``None``: every value of the tag); ``replace``: ``rows`` are the complete values, every
     profile not listed loses the tag. Returns whether the swap is scoped (not for ``replace``)."""
     create_new_table(cur)
-    table = pa.table(
-        {
-            "profile_idx": pa.array([r[0] for r in rows], pa.int32()),
-            "value": pa.array([r[1] for r in rows], pa.string()),
-        }
-    )
-    cur.register("_tag_rows", table)
-    try:
-        if op == "replace":
+    if op == "replace":
+        table = pa.table({"profile_idx": pa.array([r[0] for r in rows], pa.int32()),
+                          "value": pa.array([r[1] for r in rows], pa.string())})  # fmt: skip
+        cur.register("_tag_rows", table)
+        try:
             cur.execute(f"INSERT INTO {NEW} SELECT $key, profile_idx, value FROM _tag_rows", {"key": tag.key})  # noqa: S608
-            return False
-        create_scope_table(cur, [r[0] for r in rows])
-        keep = "t.value <> ALL (SELECT r.value FROM _tag_rows r WHERE r.profile_idx = t.profile_idx)"
-        if op == "remove":
-            keep = (
-                "NOT EXISTS (SELECT 1 FROM _tag_rows r WHERE r.profile_idx = t.profile_idx "
-                "AND (r.value IS NULL OR r.value = t.value))"
-            )
-        elif not tag.multi:
-            keep = "false"  # the new value replaces the old one
-        cur.execute(
-            f"""INSERT INTO {NEW} SELECT t.tag_key, t.profile_idx, t.value FROM profile_tags t
-            WHERE t.tag_key = $key AND t.profile_idx IN (SELECT profile_idx FROM {SCOPE}) AND {keep}""",  # noqa: S608
-            {"key": tag.key},
-        )
-        if op == "add":
-            last = "" if tag.multi else "QUALIFY row_number() OVER (PARTITION BY profile_idx ORDER BY _n DESC) = 1"
-            cur.execute(
-                f"""INSERT INTO {NEW} SELECT $key, profile_idx, value
-                FROM (SELECT *, row_number() OVER () AS _n FROM _tag_rows) WHERE value IS NOT NULL {last}""",  # noqa: S608
-                {"key": tag.key},
-            )
-        return True
-    finally:
-        cur.unregister("_tag_rows")
+        finally:
+            cur.unregister("_tag_rows")
+        return False
+    # The scope's values now (from the stored bitmaps, not a scan of profile_tags), then the rows in order.
+    scope = BitMap(r[0] for r in rows)
+    create_scope_table(cur, list(scope))
+    current = {v: bm & scope for v, bm in _read_old(cur, [tag.key])[tag.key].items()}
+    for idx, value in rows:
+        if op == "remove" and value is not None:
+            current.get(value, BitMap()).discard(idx)
+            continue
+        if op == "remove" or not tag.multi:  # remove every value; or a single value is replaced
+            for bm in current.values():
+                bm.discard(idx)
+        if op == "add" and value is not None:
+            current.setdefault(value, BitMap()).add(idx)
+    write_new(cur, {tag.key: current})
+    return True
 
 
 # -- reading values and history ----------------------------------------------------------------------
