@@ -67,6 +67,36 @@ class TagSettings(BaseModel):
     reactor_interval_seconds: float = 2.0
 
 
+class JourneySettings(BaseModel):
+    """Journeys: the worker's pace and the guards on every send (overridable per journey)."""
+
+    #: run the worker inside the server (turn off to drive journeys by hand, as the tests do)
+    worker: bool = True
+    #: how often the worker looks for due timers when nothing wakes it
+    worker_interval_seconds: float = 1.0
+    #: people stepped per batch (one transaction each)
+    batch_size: int = 5000
+    #: outbox rows handled per dispatch round
+    dispatch_batch: int = 2000
+    #: quiet hours (免打扰) in each person's local time; empty = none
+    quiet_hours: str = "21:00-08:00"
+    #: frequency caps (频次控制) per channel: "per_day/per_week", empty = none
+    cap_email: str = "3/10"
+    cap_sms: str = "2/5"
+    cap_push: str = "5/20"
+    cap_wechat: str = "3/10"
+    #: messages per second across all channels (0 = unlimited)
+    rate_per_second: float = 5000.0
+    #: a channel needs an explicit opt-in (consent trait true) rather than no opt-out
+    require_opt_in: bool = False
+    #: attempts per message before it is dead-lettered; backoff doubles from base_delay
+    max_attempts: int = 6
+    base_delay_seconds: float = 30.0
+    max_delay_seconds: float = 3600.0
+    #: public base URL of this server, for unsubscribe links and SMS receipt callbacks
+    public_url: str = "http://127.0.0.1:8600"
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8600
@@ -89,6 +119,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     audiences: AudienceSettings = AudienceSettings()
     tags: TagSettings = TagSettings()
+    journeys: JourneySettings = JourneySettings()
     default_region: str = "CN"
     #: The workspace time zone: dates in conditions, "this month", schedules and quiet hours use it.
     timezone: str = "Asia/Shanghai"

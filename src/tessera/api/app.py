@@ -25,6 +25,8 @@ from tessera.api import tags as tags_api
 from tessera.runtime import Instance
 from tessera.services.audience_refresh import Scheduler
 from tessera.services.audiences import AudienceError
+from tessera.services.journey_worker import JourneyWorker
+from tessera.services.journeys import JourneyRequestError
 from tessera.services.pipeline import Pipeline
 from tessera.services.tag_reactor import TagReactor
 
@@ -44,9 +46,17 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
         pipeline.loader.listeners.append(reactor.notify)
         reactor.start()
         app.state.tag_reactor = reactor
+        worker = None
+        if instance.settings.journeys.worker:
+            worker = JourneyWorker(instance, pipeline=pipeline)
+            pipeline.loader.listeners.append(worker.wake)
+            worker.start()
+        app.state.journey_worker = worker
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
             reactor.stop()
             scheduler.stop()
             pipeline.stop()
@@ -92,6 +102,18 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
         }
         return JSONResponse(body, status_code=exc.status)
 
+    @app.exception_handler(JourneyRequestError)
+    async def _journey_error(_request: Request, exc: JourneyRequestError) -> JSONResponse:
+        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
+        body = {
+            "success": False,
+            "error": codes.get(exc.status, "invalid_journey"),
+            "field": exc.field,
+            "message": exc.message,
+            "problems": [{"field": f, "message": m} for f, m in exc.errors],
+        }
+        return JSONResponse(body, status_code=exc.status)
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
         pipeline: Pipeline | None = getattr(app.state, "pipeline", None)
@@ -101,6 +123,7 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
             "loader_error": pipeline.loader.last_error if pipeline else None,
             "scheduler_error": getattr(getattr(app.state, "scheduler", None), "last_error", None),
             "tag_reactor_error": getattr(getattr(app.state, "tag_reactor", None), "last_error", None),
+            "journey_worker_error": getattr(getattr(app.state, "journey_worker", None), "last_error", None),
         }
 
     app.add_middleware(collect.CollectFastLane, state=app.state)

@@ -58,6 +58,12 @@ JOIN (
 ) AS o ON o.profile_idx = c.profile_idx
 WHERE c.run_id = $run
 """
+# Audience Entered events go to the journeys' inbox when a journey reacts to them.
+_INBOX = """
+INSERT INTO journey_inbox (message_id, event_id, obs_idx, "timestamp", received_at, properties)
+SELECT message_id, event_id, identity_idx, "timestamp", received_at, properties FROM events
+WHERE received_at = $now AND source_id = $source AND event_id = $entered_id AND starts_with(message_id, $prefix)
+"""
 _CHANGES = """
 INSERT INTO audience_changes
 SELECT $aud, $run, n.profile_idx, n.profile_id, 'entered', $now FROM _refresh_new AS n
@@ -105,6 +111,9 @@ def refresh(*, inst: Instance, audience_id: str, trigger: str = "manual") -> Ref
         entered_id, exited_id = _event_id(cur, ENTERED), _event_id(cur, EXITED)
         cur.execute(_EMIT, {"run": run_id, "now": now, "name": name, "source": SYSTEM_SOURCE_ID,
                             "entered_id": entered_id, "exited_id": exited_id})  # fmt: skip
+        if cur.execute("SELECT 1 FROM journey_watch WHERE name = ?", [ENTERED]).fetchall():
+            cur.execute(_INBOX, {"prefix": f"audience:{run_id}:entered:", "entered_id": entered_id, "now": now,
+                                 "source": SYSTEM_SOURCE_ID})  # fmt: skip
         counts = cur.execute(
             "SELECT count_if(change = 'entered'), count_if(change = 'exited') FROM audience_changes WHERE run_id = $run",
             {"run": run_id},

@@ -47,6 +47,14 @@ INSERT INTO events SELECT message_id, source_id, type::message_type, event_id, u
     properties::JSON, traits::JSON, context::JSON, m.obs_idx
 FROM _load_events LEFT JOIN _identity_rows m ON m.row_key = _load_events._row ORDER BY "timestamp"
 """
+# Events some journey reacts to also go to its inbox, in the same transaction (services/journey_inbox.py).
+_INSERT_INBOX = """
+INSERT INTO journey_inbox (message_id, event_id, obs_idx, "timestamp", received_at, properties)
+SELECT message_id, event_id, m.obs_idx, "timestamp", received_at, properties::JSON
+FROM _load_events LEFT JOIN _identity_rows m ON m.row_key = _load_events._row
+WHERE event_id IN (SELECT n.event_id FROM journey_watch AS w JOIN event_names AS n ON n.name = w.name)
+ORDER BY "timestamp"
+"""
 
 
 class Loader:
@@ -253,6 +261,7 @@ class Loader:
                 normaliser=self._normaliser,
             )
             cur.execute(_INSERT_EVENTS)
+            cur.execute(_INSERT_INBOX)
             if self.listeners:  # the batch's observations (small); listeners map them to profiles
                 got = cur.execute(f"SELECT DISTINCT obs_idx FROM {identity.ROWS_TABLE} WHERE obs_idx IS NOT NULL")  # noqa: S608 - constant
                 self._touched.extend(r[0] for r in got.fetchall())

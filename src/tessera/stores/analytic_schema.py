@@ -459,6 +459,25 @@ SCHEMA_VERSIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        6,
+        [
+            # Event names some live journey reacts to (a trigger, a wait for an event, a goal).
+            "CREATE TABLE journey_watch (name VARCHAR PRIMARY KEY)",
+            # Events of watched names, written in the same transaction as the events themselves (the
+            # loader, system events); the journey worker consumes them in seq order and deletes them.
+            "CREATE SEQUENCE journey_inbox_seq START 1",
+            """CREATE TABLE journey_inbox (
+                seq BIGINT NOT NULL DEFAULT nextval('journey_inbox_seq'),
+                message_id VARCHAR NOT NULL,
+                event_id INTEGER NOT NULL,
+                obs_idx BIGINT,
+                "timestamp" TIMESTAMP NOT NULL,
+                received_at TIMESTAMP NOT NULL,
+                properties JSON
+            )""",
+        ],
+    ),
 ]
 
 #: Tables whose row counts ``tessera stats`` reports.

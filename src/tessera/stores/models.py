@@ -136,3 +136,162 @@ class TagDefinitionRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class ChannelRow(Base):
+    """A configured channel (渠道): SMTP server, SMS provider, push / WeChat / webhook endpoint."""
+
+    __tablename__ = "channels"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    config: Mapped[dict[str, object]] = mapped_column(JSON)
+    secret: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    receipt_token: Mapped[str] = mapped_column(String(64))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChannelOptOutRow(Base):
+    """A person's opt-out of a channel (退订): unsubscribe link, "回复TD退订", the API."""
+
+    __tablename__ = "channel_opt_outs"
+    __table_args__ = (UniqueConstraint("profile_id", "channel"),)
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    profile_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JourneyRow(Base):
+    """A journey (客户旅程) or single campaign (一次性活动); ``draft`` is the definition being edited."""
+
+    __tablename__ = "journeys"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name_en: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    draft: Mapped[dict[str, object]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JourneyVersionRow(Base):
+    """A published version; people finish on the version they entered."""
+
+    __tablename__ = "journey_versions"
+    journey_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition: Mapped[dict[str, object]] = mapped_column(JSON)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JourneyRunRow(Base):
+    """One audience entry run (a scheduled or single send to an audience)."""
+
+    __tablename__ = "journey_runs"
+    __table_args__ = (UniqueConstraint("journey_id", "scheduled_at"),)
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    journey_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    scheduled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    members: Mapped[int] = mapped_column(BigInteger, default=0)
+    entered: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class JourneyInstanceRow(Base):
+    """One person's way through one journey entry: where they are and what they wait for."""
+
+    __tablename__ = "journey_instances"
+    __table_args__ = (UniqueConstraint("journey_id", "profile_id", "trigger_ref"),)
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    journey_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    profile_id: Mapped[str] = mapped_column(String(64))
+    profile_idx: Mapped[int] = mapped_column(Integer)
+    entry_no: Mapped[int] = mapped_column(Integer)
+    trigger_ref: Mapped[str] = mapped_column(String(100))
+    node_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    wait_event: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    state: Mapped[dict[str, object]] = mapped_column(JSON)
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    goal_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    converted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JourneyVisitRow(Base):
+    """A person left a node through a handle (the report's per-node and per-branch counts)."""
+
+    __tablename__ = "journey_visits"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    journey_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(64))
+    handle: Mapped[str] = mapped_column(String(40))
+    instance_id: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JourneyOutboxRow(Base):
+    """An effect to carry out (消息发件箱): a message, a webhook, a tag or attribute change.
+
+    ``key`` is the idempotency key (journey, version, node, person, entry); the dispatcher moves
+    ``status`` pending → sending → sent / delivered / failed / suppressed / dead."""
+
+    __tablename__ = "journey_outbox"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    journey_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    profile_id: Mapped[str] = mapped_column(String(64))
+    profile_idx: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    address: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    provider_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    context: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JourneyRewardRow(Base):
+    """A coupon or points granted by a journey (the Loyalty step's ledger takes these over)."""
+
+    __tablename__ = "journey_rewards"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    journey_id: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str] = mapped_column(String(64))
+    profile_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    template: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
