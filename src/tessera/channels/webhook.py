@@ -21,6 +21,10 @@ and answers 2xx quickly. Any other answer is retried (:class:`WebhookSender`): 4
 timeouts and connection errors with exponential backoff and full jitter, honouring
 ``Retry-After``; other 4xx and 3xx are final. What is given up on goes to the dead-letter table
 (:func:`tessera.services.deliveries.record_dead_letter`).
+
+:func:`attempt` is one signed request without retries, classified the same way (a
+:class:`~tessera.channels.base.SendResult`): :class:`WebhookSender` loops over it, and the journey
+channels of :mod:`tessera.channels.hooks` call it once per message (their dispatcher retries).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import math
 import random
 import secrets as _secrets
 import time
@@ -43,6 +48,7 @@ from typing import Any
 import httpx
 import orjson
 
+from tessera.channels.base import SendResult
 from tessera.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -182,14 +188,6 @@ class DeliveryResult:
     dead: bool
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    status: int | None
-    error: str | None
-    retryable: bool
-    retry_after: float | None
-
-
 class WebhookSender:
     """Sends signed JSON payloads with retries. Time, sleep and randomness are injected.
 
@@ -242,22 +240,22 @@ class WebhookSender:
         Every attempt is signed afresh at the clock's time (a retry an hour later is still within
         the receiver's tolerance) and carries the same ``webhook-id``.
         """
-        if not (msg_id and msg_id.isascii() and msg_id.isprintable()) or " " in msg_id:
+        if not valid_msg_id(msg_id):
             raise ValueError("msg_id must be non-empty printable ASCII without spaces (it is a header value)")
         body = json_body(payload)
-        outcome = _Outcome(None, None, False, None)
-        attempt = 0
-        while attempt < self.max_attempts:
-            attempt += 1
-            outcome = self._attempt(url, secret, body, msg_id)
-            if outcome.error is None:
-                log.debug("webhook %s delivered to %s on attempt %d", msg_id, url, attempt)
-                return DeliveryResult(True, attempt, outcome.status, None, False)
-            log.info("webhook %s to %s, attempt %d: %s", msg_id, url, attempt, outcome.error)
-            if not outcome.retryable or attempt == self.max_attempts:
+        outcome = SendResult(msg_id, accepted=False)
+        tries = 0
+        while tries < self.max_attempts:
+            tries += 1
+            outcome = attempt(self._client, url, secret, body, msg_id=msg_id, clock=self._clock)
+            if outcome.accepted:
+                log.debug("webhook %s delivered to %s on attempt %d", msg_id, url, tries)
+                return DeliveryResult(True, tries, outcome.status, None, False)
+            log.info("webhook %s to %s, attempt %d: %s", msg_id, url, tries, outcome.error)
+            if not outcome.retryable or tries == self.max_attempts:
                 break
-            self._sleep(self.delay(attempt, outcome.retry_after))
-        return DeliveryResult(False, attempt, outcome.status, outcome.error, True)
+            self._sleep(self.delay(tries, outcome.retry_after))
+        return DeliveryResult(False, tries, outcome.status, outcome.error, True)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -267,44 +265,93 @@ class WebhookSender:
             wait = max(wait, retry_after)
         return min(wait, self.max_delay)
 
-    def _attempt(self, url: str, secret: str | Sequence[str], body: bytes, msg_id: str) -> _Outcome:
-        timestamp = int(self._clock.now().timestamp())
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(secret, msg_id, timestamp, body),
-        }
-        try:
-            response = self._client.post(url, content=body, headers=headers)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # no retry will fix the URL
-            return _Outcome(None, f"invalid URL: {exc}", False, None)
-        except httpx.TimeoutException as exc:
-            return _Outcome(None, f"timed out: {exc or type(exc).__name__}", True, None)
-        except httpx.TransportError as exc:  # refused, reset, DNS …
-            return _Outcome(None, f"connection failed: {exc or type(exc).__name__}", True, None)
-        status = response.status_code
-        if 200 <= status < 300:
-            return _Outcome(status, None, False, None)
-        text = response.text[:_MAX_ERROR_TEXT].strip()
-        if 300 <= status < 400:
-            where = response.headers.get("location", "?")
-            return _Outcome(status, f"HTTP {status}: redirected to {where}; update the destination URL", False, None)
-        retryable = status in RETRY_STATUSES or status >= 500
-        retry_after = _retry_after(response.headers.get("retry-after"), self._clock.now()) if retryable else None
-        return _Outcome(status, f"HTTP {status}" + (f": {text}" if text else ""), retryable, retry_after)
+
+def valid_msg_id(msg_id: str) -> bool:
+    """Whether ``msg_id`` can be a ``webhook-id`` header: non-empty printable ASCII without spaces."""
+    return bool(msg_id) and msg_id.isascii() and msg_id.isprintable() and " " not in msg_id
 
 
-def _retry_after(value: str | None, now: datetime) -> float | None:
+def attempt(
+    client: httpx.Client,
+    url: str,
+    secret: str | Sequence[str],
+    payload: Mapping[str, Any] | bytes,
+    *,
+    msg_id: str,
+    clock: Clock,
+) -> SendResult:
+    """One signed POST of ``payload`` (a mapping sent as :func:`json_body`, or the exact bytes) to ``url``.
+
+    Signed at ``clock``'s time with ``secret`` (or each of several), ``webhook-id`` = ``msg_id``.
+    Never raises for what the far side or the network does: a 2xx is ``accepted`` (with the
+    ``provider_id`` or WeChat ``msgid`` of a JSON object answer, if any); 408, 429, 5xx, timeouts
+    and connection errors are ``retryable`` (``retry_after`` from ``Retry-After``); an invalid
+    URL or ``msg_id``, 3xx and other 4xx are final. Used by :class:`WebhookSender` (which adds
+    retries) and by the journey channels in :mod:`tessera.channels.hooks` (which leave retries to
+    the dispatcher).
+    """
+    if not valid_msg_id(msg_id):
+        return SendResult(msg_id, False, error="invalid message id: must be printable ASCII without spaces")
+    body = payload if isinstance(payload, bytes) else json_body(payload)
+    timestamp = int(clock.now().timestamp())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(secret, msg_id, timestamp, body),
+    }
+    try:
+        response = client.post(url, content=body, headers=headers)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # no retry will fix the URL
+        return SendResult(msg_id, False, error=f"invalid URL: {exc}")
+    except httpx.TimeoutException as exc:
+        return SendResult(msg_id, False, retryable=True, error=f"timed out: {exc or type(exc).__name__}")
+    except httpx.TransportError as exc:  # refused, reset, DNS …
+        return SendResult(msg_id, False, retryable=True, error=f"connection failed: {exc or type(exc).__name__}")
+    status = response.status_code
+    if 200 <= status < 300:
+        return SendResult(msg_id, True, status=status, provider_id=_provider_id(response))
+    text = response.text[:_MAX_ERROR_TEXT].strip()
+    if 300 <= status < 400:
+        where = response.headers.get("location", "?")
+        return SendResult(
+            msg_id, False, status=status, error=f"HTTP {status}: redirected to {where}; update the destination URL"
+        )
+    retryable = status in RETRY_STATUSES or status >= 500
+    wait = retry_after_seconds(response.headers.get("retry-after"), clock.now()) if retryable else None
+    error = f"HTTP {status}" + (f": {text}" if text else "")
+    return SendResult(msg_id, False, retryable=retryable, status=status, error=error, retry_after=wait)
+
+
+def _provider_id(response: httpx.Response) -> str | None:
+    """The far side's own id from a small JSON object answer (``provider_id``, or WeChat's ``msgid``)."""
+    if "json" not in response.headers.get("content-type", "") or len(response.content) > 65536:
+        return None
+    try:
+        answer = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    for name in ("provider_id", "msgid"):
+        value = answer.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """``Retry-After`` in seconds from ``now``: delta-seconds or an HTTP date; None if absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -319,10 +366,13 @@ __all__ = [
     "DeliveryResult",
     "WebhookSender",
     "WebhookVerificationError",
+    "attempt",
     "json_body",
     "json_safe",
     "new_secret",
+    "retry_after_seconds",
     "sign",
     "signature_header",
+    "valid_msg_id",
     "verify",
 ]
