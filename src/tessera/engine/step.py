@@ -194,9 +194,9 @@ def wait_due(wait: WaitData, state: State, person: Person, t: datetime) -> datet
 
 def _awaited(node: Any) -> EventMatch | None:
     if node.type == "goal":
-        return node.data.event  # type: ignore[no-any-return]
+        return node.data.event
     if node.type == "wait" and node.data.mode == "event":
-        return node.data.event  # type: ignore[no-any-return]
+        return node.data.event
     return None
 
 

@@ -115,7 +115,8 @@ def refresh(*, inst: Instance, audience_id: str, trigger: str = "manual") -> Ref
             cur.execute(_INBOX, {"prefix": f"audience:{run_id}:entered:", "entered_id": entered_id, "now": now,
                                  "source": SYSTEM_SOURCE_ID})  # fmt: skip
         counts = cur.execute(
-            "SELECT count_if(change = 'entered'), count_if(change = 'exited') FROM audience_changes WHERE run_id = $run",
+            "SELECT coalesce(count_if(change = 'entered'), 0), coalesce(count_if(change = 'exited'), 0) "
+            "FROM audience_changes WHERE run_id = $run",
             {"run": run_id},
         ).fetchall()[0]
         cur.execute(_KEEP, {"aud": audience_id, "now": now})

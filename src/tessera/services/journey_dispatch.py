@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -91,6 +91,16 @@ class RoundResult:
     held: int = 0
     effects: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def profile_vars(f: PersonFacts) -> dict[str, Any]:
+    """``profile`` in templates: the merged traits, the profile id, and the reachable addresses
+    (phone in E.164, email, WeChat openid) — what the channels would use."""
+    out: dict[str, Any] = {**f.traits, "id": f.profile_id}
+    for name, kind in (("phone", "sms"), ("email", "email"), ("openid", "wechat")):
+        if f.address(kind) is not None:
+            out[name] = f.address(kind)
+    return out
 
 
 class Dispatcher:
@@ -178,7 +188,7 @@ class Dispatcher:
             f = people.get(r.profile_idx) or PersonFacts(
                 r.profile_idx, r.profile_id, timezone=self.inst.settings.timezone
             )
-            ctx = dict(r.context or {})
+            ctx: dict[str, Any] = dict(r.context or {})
             if r.kind in ("notify", "webhook"):
                 chan = channels.get(node.data.channel)
                 if chan is None:
@@ -188,9 +198,10 @@ class Dispatcher:
                     continue
                 kind, address = chan.kind, (node.data.to if r.kind == "notify" else str(chan.config.get("url", "")))
             else:
-                kind, address, chan = self._choose(r, node, f, optouts, channels, by_kind, out)
-                if chan is None or kind is None or address is None:
+                chosen, to, chan = self._choose(r, node, f, optouts, channels, by_kind, out)
+                if chan is None or chosen is None or to is None:
                     continue
+                kind, address = chosen, to
                 if not journey.settings.transactional:
                     if self._capped(r, kind, f, journey, sent, now, out):
                         continue
@@ -206,7 +217,7 @@ class Dispatcher:
                         continue
             coupon = next(iter((ctx.get("coupons") or {}).values()), None)
             variables = variables_for(
-                profile={**f.traits, "id": f.profile_id}, tags=f.tags, coupon=coupon, event=ctx.get("event"),
+                profile=profile_vars(f), tags=f.tags, coupon=coupon, event=ctx.get("event"),
                 journey={"id": r.journey_id, "name": names.get(r.journey_id, ("", None))[0], "node": r.node_id},
                 extra={"waited": ctx.get("waited") or {}, "unsubscribe_url": unsubscribe_url(self.inst, f.profile_id, kind)
                        if kind in MESSAGE_KINDS else None},
@@ -277,7 +288,8 @@ class Dispatcher:
                 )  # fmt: skip
             )
             for pid, _name, at, kind in got:
-                out[(pid, kind)].append(as_utc(at))
+                if at is not None:
+                    out[(pid, kind)].append(as_utc(at))
         return out
 
     def _capped(self, r: JourneyOutboxRow, kind: str, f: PersonFacts, journey: Journey,
@@ -360,7 +372,7 @@ class Dispatcher:
                 ))  # fmt: skip
             updates.append(u)
         with self.inst.operational.session() as s:
-            table = JourneyOutboxRow.__table__
+            table: Any = JourneyOutboxRow.__table__
             stmt = (
                 update(table)
                 .where(table.c.id == bindparam("b_id"))
@@ -382,7 +394,7 @@ class Dispatcher:
         from tessera.services.templates import MessageTemplate, TemplateError, render, variables_for
 
         status: dict[int, tuple[str, str | None, str | None]] = {}
-        tag_groups: dict[tuple[str, str, Any], list[JourneyOutboxRow]] = defaultdict(list)
+        tag_groups: dict[tuple[str, Literal["add", "remove"], Any], list[JourneyOutboxRow]] = defaultdict(list)
         traits: list[tuple[JourneyOutboxRow, dict[str, Any]]] = []
         with self.inst.operational.session() as s:
             versions = {(r.journey_id, r.version): load_version(s, r.journey_id, r.version) for r in rows}
@@ -394,8 +406,8 @@ class Dispatcher:
                 tag_groups[(node.data.key, node.data.op, node.data.value)].append(r)
                 continue
             f = people.get(r.profile_idx) or PersonFacts(r.profile_idx, r.profile_id)
-            ctx = dict(r.context or {})
-            variables = variables_for(profile={**f.traits, "id": f.profile_id}, tags=f.tags,
+            ctx: dict[str, Any] = dict(r.context or {})
+            variables = variables_for(profile=profile_vars(f), tags=f.tags,
                                       coupon=next(iter((ctx.get("coupons") or {}).values()), None),
                                       event=ctx.get("event"), journey={"id": r.journey_id})  # fmt: skip
             try:

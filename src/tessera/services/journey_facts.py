@@ -110,28 +110,35 @@ def load_people(inst: Instance, idxs: Iterable[int], *, tags: bool = False) -> d
     return out
 
 
-def refresh_stale(inst: Instance, ids: Sequence[int]) -> int:
-    """Recompute the merged traits of the profiles seen since their attributes were computed (a person
-    who just signed up is messaged with the name they gave); returns how many were refreshed."""
+def refresh_stale(inst: Instance, ids: Sequence[int] | None = None) -> int:
+    """Recompute the merged traits of the profiles seen since their attributes were computed (of
+    ``ids``, or of everyone): a person who just signed up is messaged with the name they gave, and an
+    audience over attributes sees today's values. Returns how many were refreshed."""
     from tessera.services.identity_rules import get_rules
     from tessera.services.profile_attributes import refresh_attributes
     from tessera.services.sources import source_names
 
+    stale_sql = (
+        "SELECT p.profile_idx FROM profiles p LEFT JOIN profile_attributes a ON a.profile_idx = p.profile_idx "
+        "WHERE (a.profile_idx IS NULL OR a.updated_at <= p.last_seen)"
+    )
     cur = inst.analytic.cursor()
-    _register(cur, ids)
-    try:
-        stale = [int(r[0]) for r in cur.execute(
-            f"SELECT p.profile_idx FROM {_BATCH_TABLE} b JOIN profiles p ON p.profile_idx = b.profile_idx "  # noqa: S608 - constant
-            "LEFT JOIN profile_attributes a ON a.profile_idx = p.profile_idx "
-            "WHERE a.profile_idx IS NULL OR a.updated_at <= p.last_seen"
-        ).fetchall()]  # fmt: skip
-    finally:
-        cur.unregister(_BATCH_TABLE)
+    if ids is None:
+        stale = [int(r[0]) for r in cur.execute(stale_sql).fetchall()]
+    else:
+        _register(cur, ids)
+        try:
+            stale = [int(r[0]) for r in cur.execute(
+                stale_sql + f" AND p.profile_idx IN (SELECT profile_idx FROM {_BATCH_TABLE})"  # noqa: S608 - constant
+            ).fetchall()]  # fmt: skip
+        finally:
+            cur.unregister(_BATCH_TABLE)
     if not stale:
         return 0
     with inst.analytic.transaction() as tx:
         refresh_attributes(tx, rules=get_rules(inst.operational), source_names=source_names(inst.operational),
                            profile_idxs=stale, now=inst.clock.now())  # fmt: skip
+    inst.analytic.changed("profile_attributes")
     return len(stale)
 
 

@@ -40,7 +40,7 @@ from tessera.domain.journeys import Journey
 from tessera.engine.matching import event_matches
 from tessera.engine.step import Action, Converted, Event, Person, State, Step, enter, step
 from tessera.runtime import Instance
-from tessera.services.journey_facts import PersonFacts, load_people, matching
+from tessera.services.journey_facts import PersonFacts, load_people, matching, refresh_stale
 from tessera.services.journeys import live_journeys, load_version, next_entry_run
 from tessera.stores.models import (
     JourneyInstanceRow,
@@ -173,6 +173,7 @@ def run_entries(*, inst: Instance, now: datetime | None = None) -> list[JourneyR
         members: list[tuple[int, str]] = []
         if _within_dates(journey, scheduled):
             try:
+                refresh_stale(inst)  # audiences over attributes see what people told us since
                 if kind == "dynamic" and entry.refresh:
                     refresh(inst=inst, audience_id=entry.audience_id, trigger="journey")
                 with members_of(inst=inst, audience_id=entry.audience_id) as m:
@@ -426,7 +427,7 @@ def _advance(inst: Instance, s: Session, rows: Sequence[JourneyInstanceRow], now
             "converted_at": converted if converted is not None and r.converted_at is None else r.converted_at,
         })  # fmt: skip
     if updates:
-        table = JourneyInstanceRow.__table__
+        table: Any = JourneyInstanceRow.__table__
         stmt = (
             update(table)
             .where(table.c.id == bindparam("b_id"))

@@ -131,7 +131,8 @@ def check_journey(definition: Any, *, inst: Instance, session: Session) -> Journ
     entry = journey.entry.data
     if entry.audience is not None and session.get(AudienceRow, entry.audience.audience_id) is None:
         problems.append((at(journey.entry.id, "audience.audience_id"), f"no audience {entry.audience.audience_id!r}"))
-    for node in journey.graph.nodes:
+    nodes: list[Any] = list(journey.graph.nodes)
+    for node in nodes:
         if node.type in (*MESSAGE_KINDS, "notify"):
             try:
                 template = MessageTemplate.model_validate(node.data.template)
@@ -184,7 +185,7 @@ def _check_condition(cond: Condition, ctx: Any, path: str) -> list[tuple[str, st
 
 
 @lru_cache(maxsize=512)
-def _cached_version(store_url: str, journey_id: str, version: int, definition_json: str) -> Journey:
+def _cached_version(journey_id: str, version: int, definition_json: str) -> Journey:
     import orjson
 
     return parse_journey(orjson.loads(definition_json))
@@ -197,7 +198,7 @@ def load_version(session: Session, journey_id: str, version: int) -> Journey:
     row = session.get(JourneyVersionRow, (journey_id, version))
     if row is None:
         raise JourneyRequestError(404, "version", f"journey {journey_id} has no version {version}")
-    return _cached_version(str(session.get_bind().url), journey_id, version, orjson.dumps(row.definition).decode())
+    return _cached_version(journey_id, version, orjson.dumps(row.definition).decode())
 
 
 def versions(*, inst: Instance, journey_id: str) -> list[dict[str, Any]]:
