@@ -23,7 +23,7 @@ class FrozenClock:
     """A clock a test can set and move."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._now = (start or datetime(2026, 1, 1, tzinfo=UTC)).astimezone(UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -35,8 +35,9 @@ class FrozenClock:
             self._now = self._now + delta
 
     def set(self, when: datetime) -> None:
+        """Move to ``when`` (an aware time in any zone; kept as UTC, like the system clock)."""
         with self._lock:
-            self._now = when
+            self._now = when.astimezone(UTC)
 
 
 def monotonic() -> float:

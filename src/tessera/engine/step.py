@@ -12,7 +12,8 @@ resolves in order and each visit records when it would have happened.
 
 A person's state:
 
-* ``node`` — where they are; ``status`` — ``active`` (to be advanced now), ``waiting`` (a timer
+* ``node`` — where they are; ``status`` — ``active`` (to be advanced; ``due_at`` is when they got
+  there, the logical time to continue from), ``waiting`` (a timer
   ``due_at`` and/or an event ``wait_event``), ``completed`` (reached a handle with no edge) or
   ``exited`` (an exit node);
 * ``data`` — what the journey learned: ``event`` (the trigger's properties), ``arms`` (A/B
@@ -231,6 +232,8 @@ def step(journey: Journey, state: State, person: Person, now: datetime, event: E
         _move(journey, st, out, node.id, handle, t)
     elif event is not None:
         return out  # an active person is advanced by the timer path, not by events
+    elif st.due_at is not None and st.due_at <= now:
+        t = st.due_at  # entered (or was moved on) at due_at: continue from then, not from when we got here
     for _ in range(_MAX_HOPS):
         if st.status != "active":
             return out
