@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tessera.services.audiences import AudienceDraft, create_audience
-from tessera.services.tag_catalogue import create_tag
+from tessera.services.tag_catalogue import create_tag, update_tag
 from tessera.stores.models import JourneyInstanceRow, JourneyRewardRow
 from tests.journeys.world import START, World, make_world
 
@@ -296,3 +296,5 @@ def test_sharing_a_product_ten_times_earns_a_referral_reward_once(world: World) 
     world.run()
     assert len(world.sms_to("+8613200000001")) == 1  # the 11th share: the reward is once
     assert [r.amount for r in rewards(world, jid)] == [500]
+    with world.inst.operational.session() as s, pytest.raises(Exception, match="分享有礼"):
+        update_tag(session=s, key="referral_rewarded", changes={"status": "archived"}, now=world.clock.now())

@@ -360,6 +360,20 @@ def live_journeys(session: Session) -> list[tuple[JourneyRow, Journey]]:
     return [(r, load_version(session, r.id, r.version)) for r in rows]
 
 
+def tags_used(journey: Journey) -> set[str]:
+    """Tags a journey sets or removes (tag nodes) or reads (split conditions)."""
+    from tessera.domain.conditions import TagLeaf, leaves
+
+    out: set[str] = set()
+    for node in journey.graph.nodes:
+        if node.type == "tag":
+            out.add(node.data.key)
+        elif node.type == "split":
+            for path in node.data.paths:
+                out |= {leaf.tag for _, leaf in leaves(path.condition) if isinstance(leaf, TagLeaf)}
+    return out
+
+
 def sync_watch(*, inst: Instance) -> set[str]:
     """Tell the loader which event names go to the journeys' inbox: those of live journeys, and of
     ended ones that still have people waiting (for events or goals)."""

@@ -181,8 +181,8 @@ _USER_KIND = {"audience": "audience", "tag": "rule tag", "journey": "journey"}
 
 
 def tag_usage(*, session: Session, key: str) -> list[dict[str, str]]:
-    """Where a tag is read: audiences (active or not) and rule tags whose conditions name it.
-    (Journeys join this list when they exist.)"""
+    """Where a tag is read: audiences (active or not), rule tags whose conditions name it, and live
+    journeys that set it or split on it (a paused journey counts as active: it resumes)."""
     return tags_usage(session=session, keys=[key])[key]
 
 
@@ -199,6 +199,11 @@ def tags_usage(*, session: Session, keys: list[str]) -> dict[str, list[dict[str,
         for k in _rule_reads(TagDraft.model_validate(row.body)) - {row.key}:
             if k in out:
                 out[k].append({"kind": "tag", "id": row.key, "name": str(row.body["name"]), "status": row.status})
+    from tessera.services.journeys import live_journeys, tags_used
+
+    for jrow, journey in live_journeys(session):
+        for k in tags_used(journey) & set(out):
+            out[k].append({"kind": "journey", "id": jrow.id, "name": jrow.name, "status": "active"})
     return out
 
 
