@@ -219,7 +219,8 @@ class Dispatcher:
             variables = variables_for(
                 profile=profile_vars(f), tags=f.tags, coupon=coupon, event=ctx.get("event"),
                 journey={"id": r.journey_id, "name": names.get(r.journey_id, ("", None))[0], "node": r.node_id},
-                extra={"waited": ctx.get("waited") or {}, "unsubscribe_url": unsubscribe_url(self.inst, f.profile_id, kind)
+                extra={"waited": ctx.get("waited") or {}, "timezone": f.timezone,
+                       "unsubscribe_url": unsubscribe_url(self.inst, f.profile_id, kind)
                        if kind in MESSAGE_KINDS else None},
             )  # fmt: skip
             try:

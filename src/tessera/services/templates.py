@@ -38,6 +38,7 @@ an empty string), no unsafe calls, no mutating the variables, ``range`` capped, 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import types
 from collections.abc import Iterator, Mapping
@@ -47,6 +48,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 import phonenumbers
@@ -226,8 +228,9 @@ def money(value: Any, currency: str = "CNY") -> str:
     return f"{sign}{symbol}{abs(rounded):,.{places}f}"
 
 
-def format_date(value: Any, pattern: str = "%Y-%m-%d") -> str:
-    """A date, datetime, ISO-8601 string or Unix timestamp written with a strftime ``pattern``."""
+def format_date(value: Any, pattern: str = "%Y-%m-%d", tz: str | None = None) -> str:
+    """A date, datetime, ISO-8601 string or Unix timestamp written with a strftime ``pattern``; a
+    time with an offset is first converted to ``tz`` (the person's time zone in messages)."""
     if _undefined_text(value) or value == "":
         return ""
     when: date
@@ -247,7 +250,17 @@ def format_date(value: Any, pattern: str = "%Y-%m-%d") -> str:
         when = datetime.fromtimestamp(value, UTC)
     else:
         raise TypeError(f"date needs a date or time, not {type(value).__name__}")
+    if tz and isinstance(when, datetime) and when.tzinfo is not None:
+        with contextlib.suppress(ValueError, KeyError):  # an unknown zone name: keep the time as given
+            when = when.astimezone(ZoneInfo(tz))
     return when.strftime(str(pattern))
+
+
+@jinja2.pass_context
+def _date_filter(ctx: Context, value: Any, pattern: str = "%Y-%m-%d", tz: str | None = None) -> str:
+    """``{{ event.booked_at | date('%H:%M') }}``: in the person's time zone (the ``timezone`` variable)."""
+    zone = tz or ctx.get("timezone")
+    return format_date(value, pattern, zone if isinstance(zone, str) else None)
 
 
 def mask_phone(value: Any) -> str:
@@ -270,7 +283,7 @@ def mask_phone(value: Any) -> str:
 
 def _environment(html: bool) -> _Sandbox:
     env = _Sandbox(undefined=_RecordingUndefined, finalize=_finalize, autoescape=html, auto_reload=False)
-    env.filters.update(money=money, date=format_date, mask_phone=mask_phone)
+    env.filters.update(money=money, date=_date_filter, mask_phone=mask_phone)
     return env
 
 
