@@ -66,8 +66,9 @@ def test_consent_opt_out_and_fallback_to_email(world: World) -> None:
     got = {r.profile_id: (r.status, r.reason, r.channel) for r in world.outbox(jid)}
     assert got[world.profile_id("nothing")][:2] == ("suppressed", "no_consent")
     assert got[world.profile_id("opted")][:2] == ("suppressed", "opted_out")
-    assert got[world.profile_id("no_sms")] == ("sent", "fallback", "email_main")
-    assert got[world.profile_id("mail_only")] == ("sent", "fallback", "email_main")
+    assert got[world.profile_id("no_sms")] == ("sent", None, "email_main")
+    assert got[world.profile_id("mail_only")] == ("sent", None, "email_main")
+    assert {r.sent_kind for r in world.outbox(jid) if r.status == "sent"} == {"sms", "email"}
 
 
 def test_frequency_caps_count_in_the_persons_local_day_and_week(tmp_path: Path) -> None:

@@ -161,6 +161,7 @@ class Dispatcher:
             for item in ready:
                 r = item.row
                 r.status, r.channel, r.address, r.sent_at = "sending", item.channel.name, item.message.to[:500], now
+                r.sent_kind = item.kind
         if effects:
             self._effects(effects, now, out)
         if ready:
@@ -266,8 +267,8 @@ class Dispatcher:
             reason = skipped[0][1] if skipped else "no_channel"
             self._finish(r, "suppressed", reason, "; ".join(f"{k}: {why}" for k, why in skipped), out)
             return None, None, None
-        if skipped:
-            r.reason = "fallback"  # sent on a fallback channel; the report shows why
+        if skipped:  # sent on a fallback kind (sent_kind ≠ kind); keep why the first choice was skipped
+            r.error = "; ".join(f"{k}: {why}" for k, why in skipped)
         return kind, f.address(kind), channel_for(kind)
 
     def _recent(
@@ -357,6 +358,9 @@ class Dispatcher:
                                  "reason": r.reason}  # fmt: skip
             if res.accepted:
                 out.sent += 1
+                # sent: the guard that held it (quiet hours) or the retries are history now; a
+                # fallback keeps the reason the first kind was skipped in ``error``
+                u.update(reason=None, error=r.error if item.kind != r.kind else None)
             elif res.retryable and attempts < self.settings.max_attempts:
                 u.update(status="pending", sent_at=None, next_attempt_at=now + timedelta(seconds=self.backoff(attempts, res.retry_after)),
                          reason="retrying")  # fmt: skip

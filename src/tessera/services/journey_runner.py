@@ -301,7 +301,7 @@ def consume_inbox(*, inst: Instance, now: datetime | None = None, limit: int = 5
                     if (trig.purchase == "first") != (n <= 1):
                         continue
                 admit(s, row=row, journey=journey, people=[(ev.profile_idx, ev.profile_id)],
-                      trigger_ref=f"event:{ev.message_id}", now=min(ev.at, now) if ev.at <= now else now,
+                      trigger_ref=f"event:{ev.message_id}", now=min(ev.at, now),
                       trigger={**ev.properties, "event": ev.name, "timestamp": ev.at.isoformat()})  # fmt: skip
             for w in waiting.get((ev.profile_id, ev.name), ()):
                 moved.append((w, Event(ev.name, ev.properties, min(ev.at, now))))
@@ -414,7 +414,7 @@ def _advance(inst: Instance, s: Session, rows: Sequence[JourneyInstanceRow], now
             outbox.append({
                 "key": key, "journey_id": r.journey_id, "version": r.version, "node_id": eff.node,
                 "instance_id": r.id, "profile_id": r.profile_id, "profile_idx": r.profile_idx, "kind": eff.type,
-                "channel": None, "address": None, "status": "pending", "reason": None, "attempts": 0,
+                "channel": None, "sent_kind": None, "address": None, "status": "pending", "reason": None, "attempts": 0,
                 "next_attempt_at": now, "provider_id": None, "error": None,
                 "context": _context(st, r), "created_at": now, "sent_at": None, "delivered_at": None,
             })  # fmt: skip
@@ -476,10 +476,11 @@ def _coupon_code() -> str:
 def _reward(r: JourneyInstanceRow, node: Any, key: str, at: datetime) -> dict[str, Any]:
     if node.type == "coupon":
         valid = at + timedelta(days=node.data.valid_days) if node.data.valid_days else None
-        return {"key": key, "journey_id": r.journey_id, "node_id": node.id, "profile_id": r.profile_id,
-                "kind": "coupon", "template": node.data.template, "amount": None, "code": _coupon_code(),
+        return {"key": key, "journey_id": r.journey_id, "version": r.version, "node_id": node.id,
+                "instance_id": r.id, "profile_id": r.profile_id, "kind": "coupon", "template": node.data.template, "amount": None, "code": _coupon_code(),
                 "reason": None, "valid_until": valid, "created_at": at}  # fmt: skip
-    return {"key": key, "journey_id": r.journey_id, "node_id": node.id, "profile_id": r.profile_id, "kind": "points",
+    return {"key": key, "journey_id": r.journey_id, "version": r.version, "node_id": node.id, "instance_id": r.id,
+            "profile_id": r.profile_id, "kind": "points",
             "template": None, "amount": node.data.amount, "code": None, "reason": node.data.reason,
             "valid_until": None, "created_at": at}  # fmt: skip
 

@@ -235,7 +235,7 @@ def next_entry_run(entry: AudienceEntry, *, inst: Instance, after: datetime, fir
     local = start.astimezone(zone)
     n = 0
     while True:
-        candidate = as_utc(local + step * n) if entry.every in ("year", "month") else as_utc(local + step * n)
+        candidate = as_utc(local + step * n)
         if candidate > after:
             return candidate
         n += 1
