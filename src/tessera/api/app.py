@@ -15,9 +15,11 @@ from fastapi.responses import JSONResponse
 from tessera import __version__
 from tessera.api import admin, collect
 from tessera.api import audiences as audiences_api
+from tessera.api import channels as channels_api
 from tessera.api import destinations as destinations_api
 from tessera.api import identity as identity_api
 from tessera.api import imports as imports_api
+from tessera.api import journeys as journeys_api
 from tessera.api import open_tags as open_tags_api
 from tessera.api import profiles as profiles_api
 from tessera.api import tag_values as tag_values_api
@@ -137,4 +139,7 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
     app.include_router(tags_api.router)
     app.include_router(tag_values_api.router)
     app.include_router(open_tags_api.router)
+    app.include_router(journeys_api.router)
+    app.include_router(channels_api.admin_router)
+    app.include_router(channels_api.public_router)
     return app

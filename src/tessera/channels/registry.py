@@ -20,6 +20,10 @@ back to a default). ``*`` = required:
 ``log``         ``path``\\* (a JSON-lines file; the demo's channel, no network)
 ==============  ===================================================================================
 
+**Sandbox** (沙箱): any kind may be configured as ``{"sandbox": "<file>"}`` instead — messages are
+rendered, guarded and recorded exactly as for real, then written to that JSON-lines file rather
+than sent (the demo's channels; trying a journey before the provider contract is signed).
+
 Signing secrets (``whsec_`` + base64, Standard Webhooks) of ``webhook`` / ``push`` / ``wechat``
 are stored apart from the config and passed to :func:`build_channel` as ``secret``; a ``secret``
 found *inside* a config is checked too (``config.secret``) and kept, and used when none is passed.
@@ -280,6 +284,11 @@ def check_config(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
         raise ChannelConfigError("kind", f"unknown channel kind {kind!r}; one of {', '.join(CHANNEL_KINDS)}")
     if not isinstance(config, Mapping):
         raise ChannelConfigError("config", "must be an object of settings")
+    if "sandbox" in config:
+        extra = sorted(set(config) - {"sandbox"})
+        if extra:
+            raise ChannelConfigError(f"config.{extra[0]}", "a sandbox channel has only the sandbox file")
+        return {"sandbox": _text(config, "sandbox", required=True, max_len=4096)}
     for key in config:
         if key not in KEYS[kind]:
             raise ChannelConfigError(f"config.{key}", f"is not a setting of {kind} channels")
@@ -293,6 +302,10 @@ def build_channel(
     ``webhook`` / ``push`` / ``wechat`` channel (else ``config.secret``); ignored by other kinds.
     The caller closes the channel."""
     checked = check_config(kind, config)
+    if "sandbox" in checked:
+        from tessera.channels.log import LogChannel
+
+        return LogChannel(name, {"path": checked["sandbox"]}, clock=clock)
     if kind == "email":
         from tessera.channels.email import EmailChannel
 

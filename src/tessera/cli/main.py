@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import admin, audiences, demo, identity, imports, profiles, tags
+from tessera.cli import admin, audiences, demo, identity, imports, journeys, profiles, tags
 
 app = typer.Typer(
     name="tessera",
@@ -19,6 +19,7 @@ profiles.register(app)
 identity.register(app)
 audiences.register(app)
 tags.register(app)
+journeys.register(app)
 
 
 def main() -> None:
