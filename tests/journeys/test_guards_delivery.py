@@ -235,3 +235,14 @@ def test_paused_journeys_hold_people_and_admit_no_one(world: World) -> None:
     world.track("p1", "Coupon Claimed", code="P2")
     world.run()
     assert world.sms_to("+8613100000061") == ["限时优惠 P2"]
+
+
+def test_a_channel_a_live_journey_relies_on_cannot_be_deleted(world: World) -> None:
+    jid = world.journey("促销", promo(fallback=["email"]))
+    for name in ("sms_main", "email_main"):  # the defaults of their kinds: unnamed nodes use them
+        with pytest.raises(journeys_service.JourneyRequestError, match="促销") as e:
+            channels_service.delete_channel(inst=world.inst, name=name)
+        assert e.value.status == 409
+    channels_service.delete_channel(inst=world.inst, name="push_main")  # nobody needs push
+    journeys_service.set_status(inst=world.inst, journey_id=jid, status="ended")
+    channels_service.delete_channel(inst=world.inst, name="sms_main")

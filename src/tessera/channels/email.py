@@ -12,7 +12,8 @@ Each :class:`~tessera.channels.base.Outbound` becomes one :class:`email.message.
 * ``Date`` from the injected clock, ``From: "{from_name}" <{from}>``, ``To``, ``Subject``;
 * a ``text/plain`` part, plus a ``text/html`` alternative when the body looks like HTML (the
   plain part is then the HTML with tags stripped: links keep their URL, blocks become lines);
-* ``List-Unsubscribe: <url>`` when ``Outbound.data["unsubscribe_url"]`` is set.
+* ``List-Unsubscribe: <url>`` and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058)
+  when ``Outbound.data["unsubscribe_url"]`` is set.
 
 Outcomes: 250 → accepted. SMTP 4xx answers (greylisting, mailbox busy), refused connections,
 timeouts and a connection dropped mid-batch → ``retryable`` (the rest of the batch too when the
@@ -137,6 +138,7 @@ class EmailChannel:
         unsubscribe = message.data.get("unsubscribe_url")
         if isinstance(unsubscribe, str) and unsubscribe.strip():
             msg["List-Unsubscribe"] = f"<{unsubscribe.strip()}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058: mail apps POST the link
         if looks_like_html(message.body):
             text = html_to_text(message.body)
             msg.set_content(text, charset="utf-8", cte=_cte(text))

@@ -61,14 +61,24 @@ _HIDDEN = ("password", "api_key", "token")
 
 
 def _public(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: ("***" if k in _HIDDEN and v else v) for k, v in config.items()}
+    """The config as listed: passwords, keys and our own receipt token masked."""
+    out = {k: ("***" if k in _HIDDEN and v else v) for k, v in config.items()}
+    if isinstance(out.get("callback_url"), str):
+        out["callback_url"] = re.sub(r"([?&]token=)[^&]+", r"\1***", out["callback_url"])
+    return out
 
 
-def _out(inst: Instance, row: ChannelRow) -> ChannelOut:
-    base = inst.settings.journeys.public_url.rstrip("/")
+def receipt_url(inst: Instance, name: str, token: str) -> str:
+    """Where the SMS provider posts delivery receipts for channel ``name``."""
+    return f"{inst.settings.journeys.public_url.rstrip('/')}/v1/channels/{name}/receipts?token={token}"
+
+
+def _out(inst: Instance, row: ChannelRow, *, reveal: bool = False) -> ChannelOut:
+    """A channel as listed: the receipt token is shown only when the channel is created."""
+    token = row.receipt_token if reveal else "***"
     return ChannelOut(
         name=row.name, kind=row.kind, config=_public(row.config), disabled=row.disabled,
-        receipt_url=f"{base}/v1/channels/{row.name}/receipts?token={row.receipt_token}" if row.kind == "sms" else None,
+        receipt_url=receipt_url(inst, row.name, token) if row.kind == "sms" else None,
         created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
     )  # fmt: skip
 
@@ -102,14 +112,17 @@ def create_channel(*, inst: Instance, draft: ChannelDraft) -> IssuedChannel:
     elif secret is not None:
         raise JourneyRequestError(422, "secret", f"a {draft.kind} channel is not signed; leave secret out")
     now = inst.clock.now()
+    token = secrets.token_urlsafe(24)
+    if draft.kind == "sms" and "sandbox" not in config and not config.get("callback_url"):
+        config["callback_url"] = receipt_url(inst, draft.name, token)  # receipts come back to us by default
     with inst.operational.session() as s:
         if s.get(ChannelRow, draft.name) is not None:
             raise JourneyRequestError(409, "name", f"a channel named {draft.name!r} exists")
         row = ChannelRow(name=draft.name, kind=draft.kind, config=config, secret=secret,
-                         receipt_token=secrets.token_urlsafe(24), disabled=False, created_at=now, updated_at=now)  # fmt: skip
+                         receipt_token=token, disabled=False, created_at=now, updated_at=now)  # fmt: skip
         s.add(row)
         s.flush()
-        out = _out(inst, row)
+        out = _out(inst, row, reveal=True)
         return IssuedChannel(**out.model_dump(), secret=secret, receipt_token=row.receipt_token)
 
 
@@ -143,10 +156,20 @@ def delete_channel(*, inst: Instance, name: str) -> None:
 
     with inst.operational.session() as s:
         row = channel_row(s, name)
+        same_kind = sorted(r.name for r in s.scalars(select(ChannelRow).where(ChannelRow.kind == row.kind,
+                                                                               ChannelRow.disabled.is_(False))))  # fmt: skip
+        default = bool(same_kind) and same_kind[0] == name  # the channel of its kind that unnamed nodes use
+
+        def uses(n: Any) -> bool:
+            named = getattr(getattr(n, "data", None), "channel", None)
+            if named == name:
+                return True
+            return default and named is None and (n.type == row.kind or row.kind in getattr(n.data, "fallback", ()))
+
         users = [
             f"{jrow.name} ({jrow.id})"
             for jrow, journey in live_journeys(s)
-            if any(getattr(getattr(n, "data", None), "channel", None) == name for n in journey.graph.nodes)
+            if any(uses(n) for n in journey.graph.nodes)
         ]
         if users:
             raise JourneyRequestError(409, "channel", "live journeys use this channel: " + ", ".join(users))

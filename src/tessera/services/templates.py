@@ -10,8 +10,8 @@ templates too (WeChat template fields, a webhook JSON payload), rendered recursi
 ``profile``     the person's traits plus ``id``, ``name``, ``phone``, ``email`` (empty traits are
                 left out, so ``{{ profile.nickname | default("朋友") }}`` works)
 ``tags``        tag key → value (``{{ tags.rfm_segment }}``)
-``coupon``      the coupon issued by the journey: ``code``, ``amount``, ``expires_at`` … (or empty)
-``event``       the event that triggered the journey: ``name``, ``properties``, ``timestamp`` …
+``coupon``      the coupon issued by the journey: ``code``, ``template``, ``valid_until`` (or empty)
+``event``       the triggering event's properties, plus ``event`` (its name) and ``timestamp``
 ``journey``     ``id``, ``name``, ``version`` of the journey sending the message
 (extras)        anything the caller adds, e.g. ``unsubscribe_url`` — never one of the names above
 ==============  ===================================================================================
