@@ -150,8 +150,10 @@ def test_the_docs_example_journey_validates(api: Api) -> None:
     made = api.call("POST", BASE, 201, json=example)
     assert api.call("POST", f"{BASE}/{made['id']}/publish")["version"] == 1
     api.call("POST", f"{BASE}/{made['id']}/end")
-    for name in ("callcenter", "dealer_mail"):
-        api.call("DELETE", f"/v1/admin/channels/{name}", 204)
+    api.call("DELETE", "/v1/admin/channels/callcenter", 204)
+    # a real email channel is now the default of its kind, which the demo's journeys fall back to
+    refused = api.call("DELETE", "/v1/admin/channels/dealer_mail", 409)
+    assert "首单感谢与复购" in refused["message"]
 
 
 def test_publishing_makes_versions_and_the_lifecycle_moves(api: Api) -> None:

@@ -127,6 +127,7 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
     from tessera.demo import load
     from tessera.demo.audiences import create_audiences
     from tessera.demo.generate import generate
+    from tessera.demo.journeys import create_journeys, run_once
     from tessera.demo.live import live_messages
     from tessera.demo.tags import create_tags
 
@@ -190,6 +191,13 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
         made = create_audiences(instance)
     timings["audiences"] = time.perf_counter() - started
     _done("群组 Audiences", " · ".join(f"{a.name} {a.member_count or 0:,}" for a in made), timings["audiences"])
+    started = time.perf_counter()
+    with console.status("旅程 Publishing journeys and running the campaign (sandbox channels) …"):
+        journeys = create_journeys(instance)
+        moved = run_once(instance)
+    timings["journeys"] = time.perf_counter() - started
+    _done("旅程 Journeys", " · ".join(j.name for j in journeys) + f" · {moved.sent:,} messages → "
+          f"{instance.data_dir.root / 'outbox'}", timings["journeys"])  # fmt: skip
     messages = live_messages(users=users, seed=seed, now=now, count=live) if live else []
     marker = load.Marker(users=users, seed=seed, generated_at=load.utc_iso(now), counts=dict(c), timings=timings)
     marker.write(instance.data_dir.root)
@@ -261,7 +269,12 @@ def _ready(
         f"curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
         f"{url}/v1/admin/audiences/estimate \\\n  -d '{json.dumps(question, ensure_ascii=False, separators=(',', ':'))}'"
     )
-    cli = f"tessera stats --data-dir {root}\ntessera audience list --data-dir {root}"
+    journeys = f"curl -H 'Authorization: Bearer {token}' '{url}/v1/admin/journeys?kind=campaign'"
+    cli = (
+        f"tessera stats --data-dir {root}\ntessera audience list --data-dir {root}\n"
+        f"tessera journey list --data-dir {root}   # then: tessera journey report <id> / dry-run <id>\n"
+        f"tail -f {root / 'outbox' / 'sms.jsonl'}   # what the sandbox SMS channel 'sent'"
+    )
     head = (
         f"[bold]Tessera is serving 正在服务[/] {url}   API docs: {url}/docs"
         if serving
@@ -272,7 +285,7 @@ def _ready(
     console.print(f"Write key 写入密钥 (官方App):   [bold]{write_key}[/]", soft_wrap=True, highlight=False)
     console.print(table)
     console.print("\n[bold]Try it 试一试[/]  (track / batch with the write key; admin API with the token)")
-    for line in (track, batch, stats, events, estimate, cli):
+    for line in (track, batch, stats, events, estimate, journeys, cli):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
         console.print()
     if serving:

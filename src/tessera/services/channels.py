@@ -156,9 +156,8 @@ def delete_channel(*, inst: Instance, name: str) -> None:
 
     with inst.operational.session() as s:
         row = channel_row(s, name)
-        same_kind = sorted(r.name for r in s.scalars(select(ChannelRow).where(ChannelRow.kind == row.kind,
-                                                                               ChannelRow.disabled.is_(False))))  # fmt: skip
-        default = bool(same_kind) and same_kind[0] == name  # the channel of its kind that unnamed nodes use
+        chosen = default_channels(s.scalars(select(ChannelRow).where(ChannelRow.kind == row.kind))).get(row.kind)
+        default = chosen is not None and chosen.name == name  # the channel of its kind that unnamed nodes use
 
         def uses(n: Any) -> bool:
             named = getattr(getattr(n, "data", None), "channel", None)
@@ -174,6 +173,19 @@ def delete_channel(*, inst: Instance, name: str) -> None:
         if users:
             raise JourneyRequestError(409, "channel", "live journeys use this channel: " + ", ".join(users))
         s.delete(row)
+
+
+def is_sandbox(row: ChannelRow) -> bool:
+    return "sandbox" in (row.config or {})
+
+
+def default_channels(rows: Iterable[ChannelRow]) -> dict[str, ChannelRow]:
+    """The channel of each kind that message nodes without a named channel use: a real one before a
+    sandbox, then by name."""
+    out: dict[str, ChannelRow] = {}
+    for row in sorted((r for r in rows if not r.disabled), key=lambda r: (is_sandbox(r), r.name)):
+        out.setdefault(row.kind, row)
+    return out
 
 
 class ChannelPool:

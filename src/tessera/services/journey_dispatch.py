@@ -52,7 +52,7 @@ from tessera.domain.guards import (
 )
 from tessera.domain.journeys import MESSAGE_KINDS, Journey
 from tessera.runtime import Instance
-from tessera.services.channels import ChannelPool, opted_out, unsubscribe_url
+from tessera.services.channels import ChannelPool, default_channels, opted_out, unsubscribe_url
 from tessera.services.journey_facts import PersonFacts, load_people
 from tessera.services.journeys import load_version
 from tessera.stores.models import ChannelRow, DeliveryDeadLetterRow, JourneyOutboxRow, JourneyRow
@@ -176,9 +176,7 @@ class Dispatcher:
         people = load_people(self.inst, (r.profile_idx for r in rows), tags=True)
         optouts = opted_out(s, (r.profile_id for r in rows))
         channels = {c.name: c for c in s.scalars(select(ChannelRow).where(ChannelRow.disabled.is_(False)))}
-        by_kind: dict[str, ChannelRow] = {}
-        for c in sorted(channels.values(), key=lambda c: c.name):
-            by_kind.setdefault(c.kind, c)
+        by_kind = default_channels(channels.values())
         sent = self._recent(s, rows, now)
         names = {j.id: (j.name, j.name_en) for j in s.scalars(select(JourneyRow).where(
             JourneyRow.id.in_({r.journey_id for r in rows})))}  # fmt: skip

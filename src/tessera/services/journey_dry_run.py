@@ -181,16 +181,28 @@ def _audience_runs(
     return runs
 
 
-def _members(inst: Instance, audience_id: str) -> list[tuple[int, str]]:
-    from tessera.services.audiences import members_of
+def _members(inst: Instance, audience_id: str, *, at: datetime | None = None) -> list[tuple[int, str]]:
+    """The audience's members: a dynamic one evaluated as of ``at`` (None: now), others as stored."""
+    from tessera.compiler import CompileContext, compile_members
+    from tessera.domain.conditions import EvalContext, parse_condition
+    from tessera.services.audiences import StoreResolver, audience_row, members_of
 
-    with members_of(inst=inst, audience_id=audience_id) as m:
-        tree = (
+    def with_profiles(tree: exp.Query, params: dict[str, Any]) -> list[tuple[int, str]]:
+        select_ = (
             exp.select(exp.column("profile_idx", "p"), exp.column("profile_id", "p"))
-            .from_(m.tree.subquery("m"))
+            .from_(tree.subquery("m"))
             .join(exp.alias_(exp.to_table("profiles"), "p"), on="p.profile_idx = m.profile_idx")
         )
-        return sorted((int(a), str(b)) for a, b in run_query(inst.analytic.cursor(), tree, m.params.values))
+        return sorted((int(a), str(b)) for a, b in run_query(inst.analytic.cursor(), select_, params))
+
+    with inst.operational.session() as s:
+        row = audience_row(s, audience_id)
+        if row.kind == "dynamic" and at is not None:
+            ctx = CompileContext(eval=EvalContext(now=at, timezone=inst.settings.timezone), audiences=StoreResolver(s))
+            query = compile_members(parse_condition(row.definition), ctx)
+            return with_profiles(query.tree, query.params)
+    with members_of(inst=inst, audience_id=audience_id) as m:
+        return with_profiles(m.tree, m.params.values)
 
 
 # The trigger's events before ``start`` (to count first / repeat purchases), kept from the window's start.
@@ -420,20 +432,22 @@ def dry_run(*, inst: Instance, definition: dict[str, Any] | None = None, journey
         candidates: list[_Candidate]
         if audience is not None:
             runs = _audience_runs(inst, journey, start, end, warnings)
-            members = _members(inst, audience.audience_id) if runs else []
             # "once": only the first run can admit anyone (later runs find everyone entered already)
             simulated_runs = runs[:1] if settings.reentry.policy == "once" else runs
-            total = len(members) * len(simulated_runs)
+            # a dynamic audience is evaluated as of each run ("birthday this month" on the 1st is that month's)
+            by_run = {t: _members(inst, audience.audience_id, at=t) for t in simulated_runs}
+            members = by_run[runs[0]] if runs else []
+            total = sum(len(v) for v in by_run.values())
             fraction = min(1.0, max_people / total) if total else 1.0
-            kept = [m for m in members if fraction >= 1.0 or _unit(m[1]) < fraction]
-            candidates = [_Candidate(t, idx, pid) for t in simulated_runs for idx, pid in kept]
-            later_skips = len(kept) * (len(runs) - len(simulated_runs))
-            scale = (len(members) / len(kept)) if kept and fraction < 1.0 else 1.0
+            candidates = [_Candidate(t, idx, pid) for t, ms in by_run.items() for idx, pid in ms
+                          if fraction >= 1.0 or _unit(pid) < fraction]  # fmt: skip
+            later_skips = len(members) * (len(runs) - len(simulated_runs))
+            scale = (total / len(candidates)) if candidates and fraction < 1.0 else 1.0
             entry = DryRunEntry(
                 kind="audience", audience_id=audience.audience_id, members=len(members), runs=runs,
                 candidates=len(members) * len(runs),
-                skipped=0, method="人群当前的成员在每次计划运行时进入。 The audience's current members enter at each "
-                                  "scheduled run in the period.",
+                skipped=0, method="动态人群按每次计划运行的时间评估（数据为当前数据），其成员在该次运行时进入。 A dynamic "
+                                  "audience is evaluated as of each scheduled run (on today's data); its members then enter.",
             )  # fmt: skip
         else:
             trig = journey.entry.data.event
