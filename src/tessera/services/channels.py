@@ -309,9 +309,9 @@ def apply_receipts(*, inst: Instance, channel: str, token: str, body: Any) -> di
     try:
         receipts: list[Receipt] = parse_receipts(body)
     except ValueError as e:
-        raise JourneyRequestError(
-            422, "body" + (str(e).split(":")[0] if str(e).startswith("[") else ""), str(e)
-        ) from None
+        where = str(e).split(":")[0]
+        field = "body" + (where if where.startswith("[") else f".{where}" if where and " " not in where else "")
+        raise JourneyRequestError(422, field, str(e)) from None
     now = inst.clock.now()
     counts = {"applied": 0, "unknown": 0, "ignored": 0}
     with inst.operational.session() as s:
