@@ -145,7 +145,9 @@ def make_world(root: Path, **journey_settings: Any) -> Iterator[World]:
         channels_service.create_channel(inst=inst, draft=channels_service.ChannelDraft(
             name="email_main", kind="email", config={"host": "127.0.0.1", "port": smtp.port,
                                                      "from": "crm@brand.example", "from_name": "品牌会员中心"}))  # fmt: skip
-        w.dispatcher = Dispatcher(inst)
+        from tessera.services.journey_worker import pipeline_trait_writer
+
+        w.dispatcher = Dispatcher(inst, write_traits=pipeline_trait_writer(client.app.state.pipeline))  # type: ignore[attr-defined]
         try:
             yield w
         finally:
