@@ -32,6 +32,20 @@ from tessera.services.journeys import JourneyRequestError
 from tessera.services.pipeline import Pipeline
 from tessera.services.tag_reactor import TagReactor
 
+_ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
+
+
+def _problem(status: int, invalid: str, field: str, message: str, errors: list[tuple[str, str]]) -> JSONResponse:
+    """A service's refusal in the API's one error shape, every problem listed with its field."""
+    body = {
+        "success": False,
+        "error": _ERROR_CODES.get(status, invalid),
+        "field": field,
+        "message": message,
+        "problems": [{"field": f, "message": m} for f, m in errors],
+    }
+    return JSONResponse(body, status_code=status)
+
 
 def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI:
     """Build the app on ``instance``; the ingestion pipeline runs for the app's lifetime."""
@@ -94,27 +108,11 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
 
     @app.exception_handler(AudienceError)
     async def _audience_error(_request: Request, exc: AudienceError) -> JSONResponse:
-        codes = {404: "not_found", 409: "conflict", 413: "too_large"}
-        body = {
-            "success": False,
-            "error": codes.get(exc.status, "invalid_audience"),
-            "field": exc.field,
-            "message": exc.message,
-            "problems": [{"field": f, "message": m} for f, m in exc.errors],
-        }
-        return JSONResponse(body, status_code=exc.status)
+        return _problem(exc.status, "invalid_audience", exc.field, exc.message, exc.errors)
 
     @app.exception_handler(JourneyRequestError)
     async def _journey_error(_request: Request, exc: JourneyRequestError) -> JSONResponse:
-        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
-        body = {
-            "success": False,
-            "error": codes.get(exc.status, "invalid_journey"),
-            "field": exc.field,
-            "message": exc.message,
-            "problems": [{"field": f, "message": m} for f, m in exc.errors],
-        }
-        return JSONResponse(body, status_code=exc.status)
+        return _problem(exc.status, "invalid_journey", exc.field, exc.message, exc.errors)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

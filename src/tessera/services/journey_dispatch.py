@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tessera.channels.base import Outbound, SendResult
@@ -54,6 +54,7 @@ from tessera.domain.journeys import MESSAGE_KINDS, Journey
 from tessera.runtime import Instance
 from tessera.services.channels import ChannelPool, default_channels, opted_out, unsubscribe_url
 from tessera.services.journey_facts import PersonFacts, load_people
+from tessera.services.journey_runner import update_by_id
 from tessera.services.journeys import load_version
 from tessera.stores.models import ChannelRow, DeliveryDeadLetterRow, JourneyOutboxRow, JourneyRow
 
@@ -375,19 +376,7 @@ class Dispatcher:
                 ))  # fmt: skip
             updates.append(u)
         with self.inst.operational.session() as s:
-            table: Any = JourneyOutboxRow.__table__
-            stmt = (
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(
-                    {
-                        c: bindparam(c)
-                        for c in ("attempts", "provider_id", "error", "status", "sent_at", "next_attempt_at", "reason")
-                    }  # fmt: skip
-                )
-            )
-            if updates:
-                s.connection().execute(stmt, updates)
+            update_by_id(s, JourneyOutboxRow, updates)
             s.add_all(dead)
 
     # -- tags and attributes -----------------------------------------------------------------------

@@ -65,6 +65,16 @@ def effect_key(journey_id: str, version: int, node_id: str, profile_id: str, ent
     return hashlib.sha256(raw).hexdigest()[:40]
 
 
+def update_by_id(session: Session, model: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One executemany UPDATE … WHERE id = :b_id; each row gives ``b_id`` and the columns to set."""
+    if not rows:
+        return
+    table: Any = model.__table__
+    columns = [c for c in rows[0] if c != "b_id"]
+    stmt = update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
+    session.connection().execute(stmt, list(rows))
+
+
 def insert_ignoring_duplicates(session: Session, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL alike."""
     if not rows:
@@ -426,28 +436,7 @@ def _advance(inst: Instance, s: Session, rows: Sequence[JourneyInstanceRow], now
             "state": st.data, "updated_at": now, "ended_at": now if not st.live else None,
             "converted_at": converted if converted is not None and r.converted_at is None else r.converted_at,
         })  # fmt: skip
-    if updates:
-        table: Any = JourneyInstanceRow.__table__
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                {
-                    c: bindparam(c)
-                    for c in (
-                        "node_id",
-                        "status",
-                        "due_at",
-                        "wait_event",
-                        "state",
-                        "updated_at",
-                        "ended_at",
-                        "converted_at",
-                    )
-                }
-            )  # fmt: skip
-        )
-        s.connection().execute(stmt, updates)
+    update_by_id(s, JourneyInstanceRow, updates)
     if visits:
         s.execute(insert(JourneyVisitRow), visits)
     insert_ignoring_duplicates(s, JourneyOutboxRow.__table__, outbox)
