@@ -269,12 +269,21 @@ def unsubscribe_token(inst: Instance, profile_id: str, channel: str) -> str:
     return hmac.new(key, f"{profile_id}\x1f{channel}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+_KEYS: dict[str, bytes] = {}
+_KEYS_LOCK = threading.Lock()
+
+
 def _unsubscribe_key(inst: Instance) -> bytes:
+    """The data dir's secret for unsubscribe links (created on first use, then kept in memory)."""
     path = inst.data_dir.root / "unsubscribe.key"
-    if not path.exists():
-        path.write_bytes(secrets.token_bytes(32))
-        path.chmod(0o600)
-    return path.read_bytes()
+    with _KEYS_LOCK:
+        key = _KEYS.get(str(path))
+        if key is None:
+            if not path.exists():
+                path.write_bytes(secrets.token_bytes(32))
+                path.chmod(0o600)
+            key = _KEYS[str(path)] = path.read_bytes()
+        return key
 
 
 def unsubscribe_url(inst: Instance, profile_id: str, channel: str) -> str:

@@ -178,7 +178,10 @@ class Dispatcher:
         optouts = opted_out(s, (r.profile_id for r in rows))
         channels = {c.name: c for c in s.scalars(select(ChannelRow).where(ChannelRow.disabled.is_(False)))}
         by_kind = default_channels(channels.values())
-        sent = self._recent(s, rows, now)
+        capped = any(self.caps_default.values()) or any(
+            load_version(s, j, v).settings.caps for j, v in {(r.journey_id, r.version) for r in rows}
+        )
+        sent = self._recent(s, rows, now) if capped else defaultdict(list)
         names = {j.id: (j.name, j.name_en) for j in s.scalars(select(JourneyRow).where(
             JourneyRow.id.in_({r.journey_id for r in rows})))}  # fmt: skip
         ready: list[_Ready] = []

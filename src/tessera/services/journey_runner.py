@@ -99,23 +99,14 @@ def admit(session: Session, *, row: JourneyRow, journey: Journey, people: Sequen
     out = Admitted()
     settings = journey.settings
     cooldown = timedelta(days=settings.reentry.cooldown_days or 0)
+    # A big audience run reads the journey's earlier entries once (one pass, none on a first run);
+    # a trigger looks up its one person.
+    everyone = _earlier_entries(session, row.id, trigger_ref, None) if len(people) > ADMIT_CHUNK else None
     for i in range(0, len(people), ADMIT_CHUNK):
         chunk = list(dict((pid, idx) for idx, pid in people[i : i + ADMIT_CHUNK]).items())
-        ids = [pid for pid, _ in chunk]
-        seen: dict[str, tuple[int, datetime, int, bool]] = {}
-        q = (
-            select(
-                JourneyInstanceRow.profile_id,
-                func.max(JourneyInstanceRow.entry_no),
-                func.max(JourneyInstanceRow.entered_at),
-                func.sum(func.cast(JourneyInstanceRow.status.in_(LIVE), JourneyInstanceRow.entry_no.type)),
-                func.max(func.cast(JourneyInstanceRow.trigger_ref == trigger_ref, JourneyInstanceRow.entry_no.type)),
-            )
-            .where(JourneyInstanceRow.journey_id == row.id, JourneyInstanceRow.profile_id.in_(ids))
-            .group_by(JourneyInstanceRow.profile_id)
+        seen = (
+            everyone if everyone is not None else _earlier_entries(session, row.id, trigger_ref, [p for p, _ in chunk])
         )
-        for pid, entry_no, entered_at, live, same in session.execute(q):
-            seen[pid] = (int(entry_no), as_utc(entered_at), int(live or 0), bool(same))
         new_rows = []
         for pid, idx in chunk:
             prev = seen.get(pid)
@@ -142,6 +133,24 @@ def admit(session: Session, *, row: JourneyRow, journey: Journey, people: Sequen
             session.execute(insert(JourneyInstanceRow), new_rows)
         out.entered += len(new_rows)
     return out
+
+
+def _earlier_entries(session: Session, journey_id: str, trigger_ref: str,
+                     ids: Sequence[str] | None) -> dict[str, tuple[int, datetime, int, bool]]:  # fmt: skip
+    """Per person (all, or ``ids``): last entry number, last entry time, live instances, and whether
+    ``trigger_ref`` admitted them already."""
+    ji = JourneyInstanceRow
+    q = select(
+        ji.profile_id,
+        func.max(ji.entry_no),
+        func.max(ji.entered_at),
+        func.sum(func.cast(ji.status.in_(LIVE), ji.entry_no.type)),
+        func.max(func.cast(ji.trigger_ref == trigger_ref, ji.entry_no.type)),
+    ).where(ji.journey_id == journey_id)
+    if ids is not None:
+        q = q.where(ji.profile_id.in_(ids))
+    rows = session.execute(q.group_by(ji.profile_id))
+    return {pid: (int(n), as_utc(at), int(live or 0), bool(same)) for pid, n, at, live, same in rows}
 
 
 def _within_dates(journey: Journey, now: datetime) -> bool:
