@@ -147,7 +147,7 @@ class Dispatcher:
                 s.scalars(
                     select(JourneyOutboxRow)
                     .where(JourneyOutboxRow.status == "pending", JourneyOutboxRow.next_attempt_at <= now)
-                    .order_by(JourneyOutboxRow.next_attempt_at, JourneyOutboxRow.id)
+                    .order_by(JourneyOutboxRow.next_attempt_at)
                     .limit(limit)
                 )
             )
