@@ -143,6 +143,9 @@ def refresh_stale(inst: Instance, ids: Sequence[int] | None = None) -> int:
 
 
 def _phone(raw: str, region: str) -> str:
+    """A phone trait in E.164 (already-E.164 values pass through without parsing)."""
+    if raw.startswith("+") and raw[1:].isdigit() and 8 <= len(raw) <= 16:
+        return raw
     import phonenumbers
 
     try:

@@ -93,40 +93,61 @@ class Admitted:
     skipped: int = 0
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """Someone arriving at a journey's entry: who, through which trigger (unique per journey and
+    person: a replay admits no one), when, and the trigger's properties."""
+
+    profile_idx: int
+    profile_id: str
+    trigger_ref: str
+    at: datetime
+    trigger: Mapping[str, Any] | None = None
+
+
 def admit(session: Session, *, row: JourneyRow, journey: Journey, people: Sequence[tuple[int, str]],
           trigger_ref: str, now: datetime, trigger: Mapping[str, Any] | None = None) -> Admitted:  # fmt: skip
-    """Let ``people`` (profile_idx, profile_id) enter under the re-entry policy and ``max_live``."""
+    """Let ``people`` (profile_idx, profile_id) enter through one trigger (an audience run)."""
+    arrivals = [Arrival(idx, pid, trigger_ref, now, trigger) for idx, pid in people]
+    return admit_arrivals(session, row=row, journey=journey, arrivals=arrivals)
+
+
+def admit_arrivals(session: Session, *, row: JourneyRow, journey: Journey, arrivals: Sequence[Arrival]) -> Admitted:
+    """Let arrivals enter under the re-entry policy and ``max_live``, in order (a person arriving
+    twice in one batch is judged against their first arrival). One read of earlier entries per
+    chunk — or one for the whole journey when many arrive — and one insert."""
     out = Admitted()
     settings = journey.settings
     cooldown = timedelta(days=settings.reentry.cooldown_days or 0)
-    # A big audience run reads the journey's earlier entries once (one pass, none on a first run);
-    # a trigger looks up its one person.
-    everyone = _earlier_entries(session, row.id, trigger_ref, None) if len(people) > ADMIT_CHUNK else None
-    for i in range(0, len(people), ADMIT_CHUNK):
-        chunk = list(dict((pid, idx) for idx, pid in people[i : i + ADMIT_CHUNK]).items())
-        seen = (
-            everyone if everyone is not None else _earlier_entries(session, row.id, trigger_ref, [p for p, _ in chunk])
-        )
+    refs = {a.trigger_ref for a in arrivals}
+    everyone = _earlier_entries(session, row.id, refs, None) if len(arrivals) > ADMIT_CHUNK else None
+    for i in range(0, len(arrivals), ADMIT_CHUNK):
+        chunk = arrivals[i : i + ADMIT_CHUNK]
+        seen = everyone if everyone is not None else _earlier_entries(session, row.id, refs,
+                                                                      sorted({a.profile_id for a in chunk}))  # fmt: skip
         new_rows = []
-        for pid, idx in chunk:
-            prev = seen.get(pid)
+        for a in chunk:
+            prev = seen.get(a.profile_id)
             if prev is not None:
-                entry_no, last, live, same = prev
+                entry_no, last, live, done_refs = prev
                 if (
-                    same
+                    a.trigger_ref in done_refs
                     or settings.reentry.policy == "once"
-                    or (settings.reentry.policy == "cooldown" and now - last < cooldown)
+                    or (settings.reentry.policy == "cooldown" and a.at - last < cooldown)
                     or live >= settings.max_live
                 ):
                     out.skipped += 1
                     continue
-            state = enter(journey, trigger=trigger)
+            state = enter(journey, trigger=a.trigger)
+            entry_no = (prev[0] if prev else 0) + 1
+            seen[a.profile_id] = (entry_no, a.at, (prev[2] if prev else 0) + 1,
+                                  (prev[3] if prev else frozenset()) | {a.trigger_ref})  # fmt: skip
             new_rows.append({
-                "journey_id": row.id, "version": row.version, "profile_id": pid, "profile_idx": idx,
-                "entry_no": (prev[0] if prev else 0) + 1, "trigger_ref": trigger_ref[:100], "node_id": state.node,
-                "status": "active", "due_at": now, "wait_event": None, "state": state.data,
-                "entered_at": now, "updated_at": now, "ended_at": None,
-                "goal_until": now + timedelta(days=settings.goal.within_days) if settings.goal else None,
+                "journey_id": row.id, "version": row.version, "profile_id": a.profile_id, "profile_idx": a.profile_idx,
+                "entry_no": entry_no, "trigger_ref": a.trigger_ref[:100], "node_id": state.node,
+                "status": "active", "due_at": a.at, "wait_event": None, "state": state.data,
+                "entered_at": a.at, "updated_at": a.at, "ended_at": None,
+                "goal_until": a.at + timedelta(days=settings.goal.within_days) if settings.goal else None,
                 "converted_at": None,
             })  # fmt: skip
         if new_rows:
@@ -135,22 +156,28 @@ def admit(session: Session, *, row: JourneyRow, journey: Journey, people: Sequen
     return out
 
 
-def _earlier_entries(session: Session, journey_id: str, trigger_ref: str,
-                     ids: Sequence[str] | None) -> dict[str, tuple[int, datetime, int, bool]]:  # fmt: skip
-    """Per person (all, or ``ids``): last entry number, last entry time, live instances, and whether
-    ``trigger_ref`` admitted them already."""
+def _earlier_entries(session: Session, journey_id: str, refs: set[str],
+                     ids: Sequence[str] | None) -> dict[str, tuple[int, datetime, int, frozenset[str]]]:  # fmt: skip
+    """Per person (all, or ``ids``): last entry number, last entry time, live instances, and which of
+    ``refs`` admitted them already."""
     ji = JourneyInstanceRow
     q = select(
-        ji.profile_id,
-        func.max(ji.entry_no),
-        func.max(ji.entered_at),
-        func.sum(func.cast(ji.status.in_(LIVE), ji.entry_no.type)),
-        func.max(func.cast(ji.trigger_ref == trigger_ref, ji.entry_no.type)),
-    ).where(ji.journey_id == journey_id)
+        ji.profile_id, func.max(ji.entry_no), func.max(ji.entered_at), func.sum(func.cast(ji.status.in_(LIVE), ji.entry_no.type))
+    ).where(ji.journey_id == journey_id)  # fmt: skip
     if ids is not None:
         q = q.where(ji.profile_id.in_(ids))
-    rows = session.execute(q.group_by(ji.profile_id))
-    return {pid: (int(n), as_utc(at), int(live or 0), bool(same)) for pid, n, at, live, same in rows}
+    out = {pid: (int(n), as_utc(at), int(live or 0), frozenset[str]())
+           for pid, n, at, live in session.execute(q.group_by(ji.profile_id))}  # fmt: skip
+    ordered = sorted(refs)
+    for k in range(0, len(ordered) if out else 0, 1000):
+        done = select(ji.profile_id, ji.trigger_ref).where(
+            ji.journey_id == journey_id, ji.trigger_ref.in_(ordered[k : k + 1000])
+        )
+        for pid, ref in session.execute(done):
+            if pid in out:
+                n, at, live, prev = out[pid]
+                out[pid] = (n, at, live, prev | {ref})
+    return out
 
 
 def _within_dates(journey: Journey, now: datetime) -> bool:
@@ -307,6 +334,7 @@ def consume_inbox(*, inst: Instance, now: datetime | None = None, limit: int = 5
             ):
                 goals[g.profile_id].append(g)
         moved: list[tuple[JourneyInstanceRow, Event]] = []
+        entries: dict[str, list[Arrival]] = defaultdict(list)
         for ev in events:
             if ev.profile_id is None or ev.profile_idx is None:
                 continue
@@ -319,9 +347,8 @@ def consume_inbox(*, inst: Instance, now: datetime | None = None, limit: int = 5
                     n = _purchase_number(inst, ev.profile_idx, ev.at, ev.name)
                     if (trig.purchase == "first") != (n <= 1):
                         continue
-                admit(s, row=row, journey=journey, people=[(ev.profile_idx, ev.profile_id)],
-                      trigger_ref=f"event:{ev.message_id}", now=min(ev.at, now),
-                      trigger={**ev.properties, "event": ev.name, "timestamp": ev.at.isoformat()})  # fmt: skip
+                entries[row.id].append(Arrival(ev.profile_idx, ev.profile_id, f"event:{ev.message_id}", min(ev.at, now),
+                                               {**ev.properties, "event": ev.name, "timestamp": ev.at.isoformat()}))  # fmt: skip
             for w in waiting.get((ev.profile_id, ev.name), ()):
                 moved.append((w, Event(ev.name, ev.properties, min(ev.at, now))))
             for g in goals.get(ev.profile_id, ()):
@@ -333,6 +360,9 @@ def consume_inbox(*, inst: Instance, now: datetime | None = None, limit: int = 5
                     continue
                 if event_matches(goal, ev.name, ev.properties):
                     g.converted_at = ev.at
+        for row, journey in triggers:
+            if entries.get(row.id):
+                admit_arrivals(s, row=row, journey=journey, arrivals=entries[row.id])
         if moved:
             first: dict[int, tuple[JourneyInstanceRow, Event]] = {}
             for w, e in moved:  # one event per waiting person per round; a later one finds them moved on

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 from croniter import croniter
@@ -184,21 +183,25 @@ def _check_condition(cond: Condition, ctx: Any, path: str) -> list[tuple[str, st
 # --- versions --------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=512)
-def _cached_version(journey_id: str, version: int, definition_json: str) -> Journey:
-    import orjson
-
-    return parse_journey(orjson.loads(definition_json))
+_VERSIONS: dict[tuple[str, str, int], Journey] = {}
+_VERSIONS_MAX = 2048
 
 
 def load_version(session: Session, journey_id: str, version: int) -> Journey:
-    """A published version (immutable, so parsed once per process)."""
-    import orjson
-
+    """A published version. Versions never change, so each is read and parsed once per process and
+    store (the worker asks for it for every person it moves)."""
+    key = (str(session.get_bind().engine.url), journey_id, version)
+    hit = _VERSIONS.get(key)
+    if hit is not None:
+        return hit
     row = session.get(JourneyVersionRow, (journey_id, version))
     if row is None:
         raise JourneyRequestError(404, "version", f"journey {journey_id} has no version {version}")
-    return _cached_version(journey_id, version, orjson.dumps(row.definition).decode())
+    journey = parse_journey(row.definition)
+    if len(_VERSIONS) >= _VERSIONS_MAX:
+        _VERSIONS.clear()
+    _VERSIONS[key] = journey
+    return journey
 
 
 def versions(*, inst: Instance, journey_id: str) -> list[dict[str, Any]]:
