@@ -25,6 +25,7 @@ Bodies:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +37,7 @@ from tessera.channels.webhook import attempt
 from tessera.clock import Clock
 
 
-class _SignedChannel:
+class _SignedChannel(ABC):
     """One signed POST per message to ``config["url"]``; subclasses shape the body."""
 
     kind: str = ""
@@ -78,9 +79,9 @@ class _SignedChannel:
         url: str = self.config["url"]
         return url
 
+    @abstractmethod
     def body_for(self, message: Outbound) -> Mapping[str, Any] | str:
         """The JSON object sent for ``message``, or a reason it cannot be sent (a final error)."""
-        raise NotImplementedError
 
     def send(self, messages: Sequence[Outbound]) -> list[SendResult]:
         """One signed request per message, in order; results in the same order."""

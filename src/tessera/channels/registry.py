@@ -320,7 +320,10 @@ def build_channel(
         return LogChannel(name, checked, clock=clock)
     from tessera.channels.hooks import PushChannel, WebhookChannel, WeChatChannel
 
-    cls = {"webhook": WebhookChannel, "push": PushChannel, "wechat": WeChatChannel}[kind]
+    signed: dict[str, type[WebhookChannel | PushChannel | WeChatChannel]] = {
+        "webhook": WebhookChannel, "push": PushChannel, "wechat": WeChatChannel,
+    }  # fmt: skip
+    cls = signed[kind]
     return cls(name, checked, clock=clock, secret=secret)
 
 

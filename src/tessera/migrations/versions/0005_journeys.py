@@ -136,7 +136,6 @@ def upgrade() -> None:
     op.create_index("ix_journey_outbox_due", "journey_outbox", ["status", "next_attempt_at"])
     op.create_index("ix_journey_outbox_caps", "journey_outbox", ["profile_id", "kind", "sent_at"])
     op.create_index("ix_journey_outbox_node", "journey_outbox", ["journey_id", "node_id"])
-    op.create_index("ix_journey_outbox_provider", "journey_outbox", ["provider_id"])
     op.create_table(
         "journey_rewards",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
