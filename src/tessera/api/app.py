@@ -24,26 +24,29 @@ from tessera.api import open_tags as open_tags_api
 from tessera.api import profiles as profiles_api
 from tessera.api import tag_values as tag_values_api
 from tessera.api import tags as tags_api
+from tessera.errors import RequestError
 from tessera.runtime import Instance
 from tessera.services.audience_refresh import Scheduler
-from tessera.services.audiences import AudienceError
 from tessera.services.journey_worker import JourneyWorker
-from tessera.services.journeys import JourneyRequestError
 from tessera.services.pipeline import Pipeline
 from tessera.services.tag_reactor import TagReactor
 
 _ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
 
 
-def _problem(status: int, invalid: str, field: str, message: str, errors: list[tuple[str, str]]) -> JSONResponse:
+def _problem(
+    status: int, invalid: str, field: str, message: str, errors: list[tuple[str, str]], reason: str | None = None
+) -> JSONResponse:
     """A service's refusal in the API's one error shape, every problem listed with its field."""
-    body = {
+    body: dict[str, Any] = {
         "success": False,
         "error": _ERROR_CODES.get(status, invalid),
         "field": field,
         "message": message,
         "problems": [{"field": f, "message": m} for f, m in errors],
     }
+    if reason is not None:
+        body["reason"] = reason
     return JSONResponse(body, status_code=status)
 
 
@@ -106,13 +109,9 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
         body = {"success": False, "error": "invalid_request", **first, "problems": problems}
         return JSONResponse(jsonable_encoder(body), status_code=422)
 
-    @app.exception_handler(AudienceError)
-    async def _audience_error(_request: Request, exc: AudienceError) -> JSONResponse:
-        return _problem(exc.status, "invalid_audience", exc.field, exc.message, exc.errors)
-
-    @app.exception_handler(JourneyRequestError)
-    async def _journey_error(_request: Request, exc: JourneyRequestError) -> JSONResponse:
-        return _problem(exc.status, "invalid_journey", exc.field, exc.message, exc.errors)
+    @app.exception_handler(RequestError)
+    async def _refused(_request: Request, exc: RequestError) -> JSONResponse:
+        return _problem(exc.status, exc.error, exc.field, exc.message, exc.errors, exc.reason)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

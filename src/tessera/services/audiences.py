@@ -44,21 +44,17 @@ from tessera.domain.conditions import (
     leaves,
     parse_condition,
 )
+from tessera.errors import RequestError
 from tessera.runtime import Instance
 from tessera.stores.models import AudienceRow
 
 Kind = Literal["static", "dynamic", "imported"]
 
 
-class AudienceError(ValueError):
+class AudienceError(RequestError):
     """A request about audiences that cannot be carried out: ``status`` is the HTTP status to answer."""
 
-    def __init__(self, status: int, field: str, message: str, errors: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.status = status
-        self.field = field
-        self.message = message
-        self.errors = errors or [(field, message)]
+    error = "invalid_audience"
 
 
 class AudienceDraft(BaseModel):

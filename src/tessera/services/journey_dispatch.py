@@ -54,8 +54,8 @@ from tessera.domain.journeys import MESSAGE_KINDS, Journey
 from tessera.runtime import Instance
 from tessera.services.channels import ChannelPool, default_channels, opted_out, unsubscribe_url
 from tessera.services.journey_facts import PersonFacts, load_people
-from tessera.services.journey_runner import update_by_id
 from tessera.services.journeys import load_version
+from tessera.stores.bulk import update_by_id
 from tessera.stores.models import ChannelRow, DeliveryDeadLetterRow, JourneyOutboxRow, JourneyRow
 
 log = logging.getLogger(__name__)

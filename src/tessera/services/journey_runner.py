@@ -29,8 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 from sqlglot import exp
 
@@ -42,6 +41,7 @@ from tessera.engine.step import Action, Converted, Event, Person, State, Step, e
 from tessera.runtime import Instance
 from tessera.services.journey_facts import PersonFacts, load_people, matching, refresh_stale
 from tessera.services.journeys import live_journeys, load_version, next_entry_run
+from tessera.stores.bulk import insert_ignoring_duplicates, update_by_id
 from tessera.stores.models import (
     JourneyInstanceRow,
     JourneyOutboxRow,
@@ -63,25 +63,6 @@ def effect_key(journey_id: str, version: int, node_id: str, profile_id: str, ent
     """The idempotency key of an effect: (journey, version, node, person, entry), hashed."""
     raw = f"{journey_id}\x1f{version}\x1f{node_id}\x1f{profile_id}\x1f{entry_no}".encode()
     return hashlib.sha256(raw).hexdigest()[:40]
-
-
-def update_by_id(session: Session, model: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """One executemany UPDATE … WHERE id = :b_id; each row gives ``b_id`` and the columns to set."""
-    if not rows:
-        return
-    table: Any = model.__table__
-    columns = [c for c in rows[0] if c != "b_id"]
-    stmt = update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
-    session.connection().execute(stmt, list(rows))
-
-
-def insert_ignoring_duplicates(session: Session, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL alike."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    stmt: Any = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).on_conflict_do_nothing()
-    session.execute(stmt, list(rows))
 
 
 # --- admitting people ----------------------------------------------------------------------------

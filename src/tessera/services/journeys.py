@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from tessera.clock import as_utc
 from tessera.domain.conditions import Condition, ConditionError
 from tessera.domain.journeys import MESSAGE_KINDS, AudienceEntry, Journey, JourneyError, parse_journey
+from tessera.errors import RequestError
 from tessera.runtime import Instance
 from tessera.stores.models import AudienceRow, ChannelRow, JourneyInstanceRow, JourneyRow, JourneyVersionRow
 
@@ -36,15 +37,10 @@ Status = Literal["draft", "active", "paused", "ended"]
 LIVE_STATUSES = ("active", "paused")
 
 
-class JourneyRequestError(ValueError):
+class JourneyRequestError(RequestError):
     """A journey request that cannot be carried out: ``status`` is the HTTP status to answer."""
 
-    def __init__(self, status: int, field: str, message: str, errors: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.status = status
-        self.field = field
-        self.message = message
-        self.errors = errors or [(field, message)]
+    error = "invalid_journey"
 
 
 class JourneyDraft(BaseModel):

@@ -299,3 +299,172 @@ class JourneyRewardRow(Base):
     reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- loyalty (会员运营): migration 0006 -----------------------------------------------------------
+
+
+class CouponTemplateRow(Base):
+    """A coupon template (券模板): ``body`` is :class:`tessera.domain.coupons.CouponTemplate`."""
+
+    __tablename__ = "coupon_templates"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[dict[str, object]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    campaign: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    stock: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    issued: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CouponRow(Base):
+    """One issued coupon (优惠券): a unique code owned by one profile; money in minor units."""
+
+    __tablename__ = "coupons"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    template: Mapped[str] = mapped_column(String(64))
+    profile_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    source: Mapped[str] = mapped_column(String(20))
+    source_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    campaign: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    order_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    order_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    discount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    redeem_channel: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    merged_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PointsEntryRow(Base):
+    """One entry of the append-only points ledger (积分流水): earn, spend, expire or adjust."""
+
+    __tablename__ = "points_ledger"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    profile_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    points: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))
+    source_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    campaign: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    order_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lot_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PointsAccountRow(Base):
+    """A member's points balance (积分账户): the ledger's sum, kept in the entry's transaction."""
+
+    __tablename__ = "points_accounts"
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger)
+    earned: Mapped[int] = mapped_column(BigInteger)
+    spent: Mapped[int] = mapped_column(BigInteger)
+    expired: Mapped[int] = mapped_column(BigInteger)
+    adjusted: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoyaltyOrderRow(Base):
+    """An order loyalty has processed (once per order id): spend for tiers, points, coupon used."""
+
+    __tablename__ = "loyalty_orders"
+    order_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    ordered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    coupon_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(10))
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MemberTierRow(Base):
+    """A member's current tier (会员等级)."""
+
+    __tablename__ = "member_tiers"
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(64), index=True)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    metric: Mapped[int] = mapped_column(BigInteger)
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TierChangeRow(Base):
+    """A tier change (升降级记录); each also becomes a ``Tier Changed`` event."""
+
+    __tablename__ = "tier_changes"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    profile_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_tier: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    to_tier: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoyaltyConfigRow(Base):
+    """The points programme and the tier definitions (one row each, versioned)."""
+
+    __tablename__ = "loyalty_config"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    config: Mapped[dict[str, object]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoyaltyEventRow(Base):
+    """A loyalty event to publish (``Tier Changed``, ``Points Expiring`` …): written in the change's
+    transaction; the publisher stores it as a system event (message id ``loyalty:<key>``)."""
+
+    __tablename__ = "loyalty_events"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    profile_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    properties: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+
+
+class LoyaltyCursorRow(Base):
+    """How far a loyalty job has got (events rowid, orders imports, expiry checks)."""
+
+    __tablename__ = "loyalty_cursors"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoyaltyRejectionRow(Base):
+    """A coupon use or points operation refused while processing an order event (the order stands)."""
+
+    __tablename__ = "loyalty_rejections"
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    profile_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    order_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
