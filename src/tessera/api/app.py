@@ -16,14 +16,17 @@ from tessera import __version__
 from tessera.api import admin, collect
 from tessera.api import audiences as audiences_api
 from tessera.api import channels as channels_api
+from tessera.api import coupons as coupons_api
 from tessera.api import destinations as destinations_api
 from tessera.api import identity as identity_api
 from tessera.api import imports as imports_api
 from tessera.api import journeys as journeys_api
 from tessera.api import open_tags as open_tags_api
+from tessera.api import points as points_api
 from tessera.api import profiles as profiles_api
 from tessera.api import tag_values as tag_values_api
 from tessera.api import tags as tags_api
+from tessera.api import tiers as tiers_api
 from tessera.errors import RequestError
 from tessera.runtime import Instance
 from tessera.services.audience_refresh import Scheduler
@@ -139,4 +142,7 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
     app.include_router(journeys_api.router)
     app.include_router(channels_api.admin_router)
     app.include_router(channels_api.public_router)
+    app.include_router(coupons_api.router)
+    app.include_router(points_api.router)
+    app.include_router(tiers_api.router)
     return app

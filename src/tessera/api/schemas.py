@@ -70,3 +70,28 @@ class Stats(BaseModel):
     totals: dict[str, int]
     wal_backlog_bytes: int
     ingest: dict[str, Any] | None = None
+
+
+class ProblemOut(BaseModel):
+    field: str = Field(description="what is wrong: a JSON path, a row, a code")
+    message: str
+
+
+class RefusalOut(BaseModel):
+    """A refused request (拒绝): ``field`` names the first problem, ``reason`` is a stable code."""
+
+    success: bool = False
+    error: str = Field(description="loyalty_refused, invalid_request, not_found, conflict, unauthorized …")
+    field: str = ""
+    message: str
+    reason: str | None = Field(
+        None, description="expired, not_owner, wrong_channel, threshold_not_met, insufficient_points, out_of_stock …"
+    )
+    problems: list[ProblemOut] = Field(default_factory=list)
+
+
+#: ``responses=`` of a route that can refuse (the OpenAPI a console is generated from shows them)
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    code: {"model": RefusalOut, "description": text}
+    for code, text in ((404, "not found 不存在"), (409, "conflict 冲突"), (422, "invalid 无效"))
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import admin, audiences, demo, identity, imports, journeys, profiles, tags
+from tessera.cli import admin, audiences, coupons, demo, identity, imports, journeys, points, profiles, tags, tiers
 
 app = typer.Typer(
     name="tessera",
@@ -20,6 +20,9 @@ identity.register(app)
 audiences.register(app)
 tags.register(app)
 journeys.register(app)
+coupons.register(app)
+points.register(app)
+tiers.register(app)
 
 
 def main() -> None:

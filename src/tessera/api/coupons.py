@@ -1,0 +1,9 @@
+"""Management API of loyalty: coupons (优惠券). Filled in by the coupons part (docs/loyalty-design.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from tessera.api.deps import require_admin
+
+router = APIRouter(prefix="/v1/admin/loyalty", tags=["loyalty"], dependencies=[Depends(require_admin)])
