@@ -97,6 +97,19 @@ class JourneySettings(BaseModel):
     public_url: str = "http://127.0.0.1:8600"
 
 
+class LoyaltySettings(BaseModel):
+    """Loyalty (会员运营): the worker that turns orders into points, redemptions and tier changes."""
+
+    #: run the loyalty worker inside the server (off: drive it with ``tessera loyalty run``)
+    worker: bool = True
+    #: how often it looks for new orders and due jobs when nothing wakes it
+    worker_interval_seconds: float = 5.0
+    #: the local hour (workspace time zone) from which the daily jobs run: expiry notices, birthdays
+    daily_hour: int = Field(default=3, ge=0, le=23)
+    #: orders per batch (one operational transaction each)
+    batch_size: int = 50_000
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8600
@@ -120,6 +133,7 @@ class Settings(BaseSettings):
     audiences: AudienceSettings = AudienceSettings()
     tags: TagSettings = TagSettings()
     journeys: JourneySettings = JourneySettings()
+    loyalty: LoyaltySettings = LoyaltySettings()
     default_region: str = "CN"
     #: The workspace time zone: dates in conditions, "this month", schedules and quiet hours use it.
     timezone: str = "Asia/Shanghai"

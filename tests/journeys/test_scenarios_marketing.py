@@ -52,10 +52,11 @@ def test_birthday_coupons_on_the_first_of_each_month(world: World) -> None:
         world.person(uid, name=name, phone=f"1370000000{uid[1]}", birthday=birthday)
     aud = create_audience(inst=world.inst, draft=AudienceDraft(
         name="本月生日会员", definition={"type": "attribute", "field": "birthday", "op": "anniversary_this_month"}))  # fmt: skip
+    world.coupon_template("bday50", "50")
     jid = world.journey("生日有礼", {
         "nodes": [
             {"id": "month", "type": "entry", "data": {"audience": {"audience_id": aud.id, "at": local(2026, 12, 1, 10).isoformat(), "every": "month"}}},
-            {"id": "gift", "type": "coupon", "data": {"template": "BDAY50", "valid_days": 30}},
+            {"id": "gift", "type": "coupon", "data": {"template": "bday50", "valid_days": 30}},
             {"id": "sms", "type": "sms", "data": {"template": {"body": {"zh": "{{ profile.name }}，生日快乐！送您50元券 {{ coupon.code }}，{{ coupon.valid_until | date('%m月%d日') }}前有效。"}}}},
         ],
         "edges": edges(("month", "gift"), ("gift", "sms")),
@@ -214,16 +215,18 @@ def test_seven_day_check_in_incentives(world: World) -> None:
     world.track("k2", "Order Completed", order_id="k2-1", revenue=88)
     non_vip = {"type": "not", "child": {"type": "attribute", "field": "member_level", "op": "eq", "value": "VIP"}}
     buyer = {"type": "event", "event": "Order Completed"}
+    world.coupon_template("vip_trial_7d", "0.01")
+    world.coupon_template("first_order_20")
     jid = world.journey("连续签到7天", {
         "nodes": [
             {"id": "streak", "type": "entry", "data": {"event": {"name": "Checked In", "where": [{"property": "streak", "op": "eq", "value": 7}]}}},
             {"id": "who", "type": "split", "data": {"paths": [
                 {"handle": "buyer_non_vip", "name": "非VIP买家", "condition": {"type": "and", "children": [non_vip, buyer]}},
                 {"handle": "non_buyer", "name": "未购", "condition": {"type": "not", "child": buyer}}]}},
-            {"id": "trial", "type": "coupon", "data": {"template": "VIP_TRIAL_7D", "valid_days": 7}},
+            {"id": "trial", "type": "coupon", "data": {"template": "vip_trial_7d", "valid_days": 7}},
             {"id": "wx", "type": "wechat", "data": {"template": {"body": "VIP体验卡", "data": {
                 "template_id": "TM_VIP_TRIAL", "data": {"first": "恭喜连续签到7天", "keyword1": "{{ coupon.code }}"}}}}},
-            {"id": "first_buy", "type": "coupon", "data": {"template": "FIRST_ORDER_20"}},
+            {"id": "first_buy", "type": "coupon", "data": {"template": "first_order_20"}},
             {"id": "sms", "type": "sms", "data": {"template": {"body": "签到满7天！首单立减20元券 {{ coupon.code }}"}}},
             {"id": "pts", "type": "points", "data": {"amount": 70, "reason": "连续签到7天"}},
         ],
@@ -248,9 +251,9 @@ def test_seven_day_check_in_incentives(world: World) -> None:
         len(hooks) == 1 and hooks[0].payload["touser"] == "o_k2" and hooks[0].payload["template_id"] == "TM_VIP_TRIAL"
     )
     codes = {(r.profile_id, r.template): r.code for r in rewards(world, jid)}
-    assert hooks[0].payload["data"]["keyword1"]["value"] == codes[(world.profile_id("k2"), "VIP_TRIAL_7D")]
+    assert hooks[0].payload["data"]["keyword1"]["value"] == codes[(world.profile_id("k2"), "vip_trial_7d")]
     assert world.sms_to("+8613300000003") == [
-        f"签到满7天！首单立减20元券 {codes[(world.profile_id('k3'), 'FIRST_ORDER_20')]}"
+        f"签到满7天！首单立减20元券 {codes[(world.profile_id('k3'), 'first_order_20')]}"
     ]
     points = [r for r in rewards(world, jid) if r.kind == "points"]
     assert [(r.profile_id, r.amount) for r in points] == [(world.profile_id("k1"), 70)]

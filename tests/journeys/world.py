@@ -92,6 +92,14 @@ class World:
         journeys_service.publish(inst=self.inst, journey_id=jid)
         return jid
 
+    def coupon_template(self, key: str, amount: str = "20", **body: Any) -> str:
+        """A fixed-amount coupon template in the catalogue (coupon nodes issue from it)."""
+        from tessera.services import coupons
+
+        coupons.create_template(self.inst, {"key": key, "name": f"券 {key}", "kind": "fixed", "amount": amount,
+                                            "per_person": None, **body})  # fmt: skip
+        return key
+
     # -- time ------------------------------------------------------------------------------------
     def run(self) -> Progress:
         assert self.dispatcher is not None
@@ -125,7 +133,9 @@ def make_world(root: Path, **journey_settings: Any) -> Iterator[World]:
     data.mkdir(parents=True)
     write_key = make_source(data)
     clock = FrozenClock(START)
-    settings = load_settings(data=data, journeys={"worker": False, "base_delay_seconds": 60, **journey_settings})
+    settings = load_settings(
+        data=data, journeys={"worker": False, "base_delay_seconds": 60, **journey_settings}, loyalty={"worker": False}
+    )
     inst = Instance(data, settings=settings, clock=clock)
     with FakeSmsProvider() as sms, FakeSmtpServer() as smtp, HookReceiver(None) as hooks, \
             TestClient(create_app(inst, local_token=TOKEN)) as client:  # fmt: skip

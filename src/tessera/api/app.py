@@ -21,6 +21,7 @@ from tessera.api import destinations as destinations_api
 from tessera.api import identity as identity_api
 from tessera.api import imports as imports_api
 from tessera.api import journeys as journeys_api
+from tessera.api import loyalty as loyalty_api
 from tessera.api import open_tags as open_tags_api
 from tessera.api import points as points_api
 from tessera.api import profiles as profiles_api
@@ -31,6 +32,7 @@ from tessera.errors import RequestError
 from tessera.runtime import Instance
 from tessera.services.audience_refresh import Scheduler
 from tessera.services.journey_worker import JourneyWorker
+from tessera.services.loyalty_worker import LoyaltyWorker
 from tessera.services.pipeline import Pipeline
 from tessera.services.tag_reactor import TagReactor
 
@@ -74,9 +76,17 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
             pipeline.loader.listeners.append(worker.wake)
             worker.start()
         app.state.journey_worker = worker
+        loyalty = None
+        if instance.settings.loyalty.worker:
+            loyalty = LoyaltyWorker(instance, on_published=worker.wake if worker is not None else None)
+            pipeline.loader.listeners.append(loyalty.wake)
+            loyalty.start()
+        app.state.loyalty_worker = loyalty
         try:
             yield
         finally:
+            if loyalty is not None:
+                loyalty.stop()
             if worker is not None:
                 worker.stop()
             reactor.stop()
@@ -126,6 +136,7 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
             "scheduler_error": getattr(getattr(app.state, "scheduler", None), "last_error", None),
             "tag_reactor_error": getattr(getattr(app.state, "tag_reactor", None), "last_error", None),
             "journey_worker_error": getattr(getattr(app.state, "journey_worker", None), "last_error", None),
+            "loyalty_worker_error": getattr(getattr(app.state, "loyalty_worker", None), "last_error", None),
         }
 
     app.add_middleware(collect.CollectFastLane, state=app.state)
@@ -145,4 +156,5 @@ def create_app(instance: Instance, *, local_token: str | None = None) -> FastAPI
     app.include_router(coupons_api.router)
     app.include_router(points_api.router)
     app.include_router(tiers_api.router)
+    app.include_router(loyalty_api.router)
     return app

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from tessera.api.deps import get_instance, require_admin
 from tessera.domain.identity import IdentityRules
 from tessera.runtime import Instance
-from tessera.services import profile_view, tag_catalogue
+from tessera.services import loyalty_member, profile_view, tag_catalogue
 from tessera.services import sources as sources_service
 from tessera.services.identity_rules import get_rules
 from tessera.services.profile_view import Profile360, ProfileHit, ProfileRef, ProfileViewError, Timeline
@@ -77,9 +77,11 @@ def _view(instance: Instance, *, identifier: str | None, profile_id: str | None,
                 raise _not_found("identifier", f"no profile has the identifier {id_type}:{value}")
             if ref is None:
                 raise _not_found("profile_id", f"no profile {profile_id}")
-            return profile_view.profile_360(cur, ref=ref, rules=rules, source_names=names, tag_catalogue=tags, **kw)
+            view = profile_view.profile_360(cur, ref=ref, rules=rules, source_names=names, tag_catalogue=tags, **kw)
     except ProfileViewError as exc:
         raise _bad(exc) from None
+    view.loyalty = loyalty_member.member_loyalty(instance, view.profile.profile_id)
+    return view
 
 
 @router.get("/lookup", response_model=Profile360)

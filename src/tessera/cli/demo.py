@@ -129,6 +129,7 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
     from tessera.demo.generate import generate
     from tessera.demo.journeys import create_journeys, run_once
     from tessera.demo.live import live_messages
+    from tessera.demo.loyalty import create_loyalty, create_loyalty_journeys
     from tessera.demo.tags import create_tags
 
     now = instance.clock.now()
@@ -192,8 +193,14 @@ def _build(instance: Instance, *, users: int, seed: int, live: int) -> tuple[Any
     timings["audiences"] = time.perf_counter() - started
     _done("群组 Audiences", " · ".join(f"{a.name} {a.member_count or 0:,}" for a in made), timings["audiences"])
     started = time.perf_counter()
+    with console.status("会员 Loyalty: coupon templates, points, tiers; orders → points …"):
+        loyalty = create_loyalty(instance)
+    timings["loyalty"] = time.perf_counter() - started
+    _done("会员 Loyalty", f"{loyalty['templates']} coupon templates · {loyalty['orders']:,} orders → "
+          f"{loyalty['points']:,} points · {loyalty['members']:,} members in tiers", timings["loyalty"])  # fmt: skip
+    started = time.perf_counter()
     with console.status("旅程 Publishing journeys and running the campaign (sandbox channels) …"):
-        journeys = create_journeys(instance)
+        journeys = create_journeys(instance) + create_loyalty_journeys(instance)
         moved = run_once(instance)
     timings["journeys"] = time.perf_counter() - started
     _done("旅程 Journeys", " · ".join(j.name for j in journeys) + f" · {moved.sent:,} messages → "

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import admin, audiences, coupons, demo, identity, imports, journeys, points, profiles, tags, tiers
+from tessera.cli import (
+    admin,
+    audiences,
+    coupons,
+    demo,
+    identity,
+    imports,
+    journeys,
+    loyalty,
+    points,
+    profiles,
+    tags,
+    tiers,
+)
 
 app = typer.Typer(
     name="tessera",
@@ -23,6 +36,7 @@ journeys.register(app)
 coupons.register(app)
 points.register(app)
 tiers.register(app)
+loyalty.register(app)
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def birthday(audience_id: str, first_run: str) -> dict[str, Any]:
             {"id": "monthly", "type": "entry", "label": "每月1日 10:00", "position": {"x": 0, "y": 0},
              "data": {"audience": {"audience_id": audience_id, "at": first_run, "every": "month"}}},
             {"id": "coupon", "type": "coupon", "label": "50元生日券", "position": {"x": 0, "y": 100},
-             "data": {"template": "BIRTHDAY_50", "valid_days": 30}},
+             "data": {"template": "birthday_50", "valid_days": 30}},
             {"id": "sms", "type": "sms", "label": "生日祝福短信", "position": {"x": 0, "y": 200},
              "data": {"template": {"body": {
                  "zh": "{{ profile.name | default('亲爱的会员') }}，远山户外祝您生日快乐！50元生日券 {{ coupon.code }}，"
@@ -69,7 +69,7 @@ def first_order() -> dict[str, Any]:
              "data": {"mode": "duration", "span": {"days": 7}}},
             {"id": "ab", "type": "ab", "label": "复购激励 A/B", "position": {"x": 0, "y": 300}, "data": {"arms": arms}},
             {"id": "coupon", "type": "coupon", "position": {"x": -200, "y": 400},
-             "data": {"template": "REPEAT_300_30", "valid_days": 14}},
+             "data": {"template": "repeat_300_30", "valid_days": 14}},
             {"id": "coupon_sms", "type": "sms", "position": {"x": -200, "y": 500},
              "data": {"template": {"body": "满300减30券 {{ coupon.code }} 已到账，14天内有效。回复TD退订"}}},
             {"id": "points", "type": "points", "position": {"x": 200, "y": 400},

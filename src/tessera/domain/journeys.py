@@ -239,7 +239,9 @@ class WebhookData(_Model):
 
 
 class CouponData(_Model):
-    """Issue a coupon of a template (the Loyalty step); ``code`` is available to later templates."""
+    """Issue a coupon of a template of the coupon catalogue (docs/coupons.md); ``code`` and
+    ``valid_until`` are available to later templates. ``valid_days`` can shorten the template's
+    validity (the earlier end wins)."""
 
     template: str = Field(min_length=1, max_length=100)
     valid_days: int | None = Field(default=None, gt=0, le=3660)

@@ -31,6 +31,7 @@ from tessera.clock import as_utc
 from tessera.domain.abstats import Proportion, compare, wilson_interval
 from tessera.domain.journeys import Journey, parse_journey
 from tessera.runtime import Instance
+from tessera.services.journey_runner import REFUSED
 from tessera.services.journeys import JourneyRequestError, journey_row
 from tessera.stores.models import (
     JourneyInstanceRow,
@@ -140,6 +141,9 @@ class NodeReport(BaseModel):
     by_handle: dict[str, int] = Field(default_factory=dict)
     messages: MessageCounts | None = Field(default=None, description="message and effect nodes: the outbox")
     rewards: int | None = Field(default=None, description="coupon / points nodes: rewards granted")
+    rewards_refused: dict[str, int] | None = Field(
+        default=None, description="coupon / points nodes: grants loyalty refused, by reason (out_of_stock …)"
+    )
 
 
 class Comparison(BaseModel):
@@ -276,17 +280,20 @@ def report(*, inst: Instance, journey_id: str, version: int | None = None) -> Jo
             .group_by(jo.node_id, jo.status, jo.reason)
         ):
             outbox[str(node_id)].append((str(status), reason, int(n), int(fb)))
-        rewards = {
-            str(node_id): int(n)
-            for node_id, n in s.execute(
-                select(JourneyRewardRow.node_id, func.count())
-                .where(
-                    JourneyRewardRow.journey_id == journey_id,
-                    *([JourneyRewardRow.version == version] if version is not None else []),
-                )  # fmt: skip
-                .group_by(JourneyRewardRow.node_id)
-            )
-        }
+        rewards: dict[str, int] = defaultdict(int)
+        refused: dict[str, dict[str, int]] = defaultdict(dict)
+        for node_id, reason, n in s.execute(
+            select(JourneyRewardRow.node_id, JourneyRewardRow.reason, func.count())
+            .where(
+                JourneyRewardRow.journey_id == journey_id,
+                *([JourneyRewardRow.version == version] if version is not None else []),
+            )  # fmt: skip
+            .group_by(JourneyRewardRow.node_id, JourneyRewardRow.reason)
+        ):
+            if reason is not None and reason.startswith(REFUSED):
+                refused[str(node_id)][reason.removeprefix(REFUSED)] = int(n)
+            else:
+                rewards[str(node_id)] += int(n)
 
         # the nodes: the version reported on, then others' nodes that people passed through
         nodes: dict[str, tuple[Any, bool]] = {n.id: (n, True) for n in primary.graph.nodes}
@@ -297,7 +304,9 @@ def report(*, inst: Instance, journey_id: str, version: int | None = None) -> Jo
             for other in defs[v][0].graph.nodes:
                 if other.id in seen and other.id not in nodes:
                     nodes[other.id] = (other, False)
-        node_reports = [_node_report(n, latest, visits, at_node, outbox, rewards) for n, latest in nodes.values()]
+        node_reports = [
+            _node_report(n, latest, visits, at_node, outbox, rewards, refused) for n, latest in nodes.values()
+        ]
 
         # branches of splits and A/B nodes, with conversions among the people who took each handle
         branch_nodes = {nid: n for nid, (n, _) in nodes.items() if n.type in ("split", "ab")}
@@ -348,7 +357,8 @@ def _summary(per_version: dict[int, dict[str, int]], defs: dict[int, tuple[Journ
 
 
 def _node_report(node: Any, latest: bool, visits: dict[str, dict[str, int]], at_node: dict[str, dict[str, int]],
-                 outbox: dict[str, list[tuple[str, str | None, int, int]]], rewards: dict[str, int]) -> NodeReport:  # fmt: skip
+                 outbox: dict[str, list[tuple[str, str | None, int, int]]], rewards: dict[str, int],
+                 refused: dict[str, dict[str, int]]) -> NodeReport:  # fmt: skip
     by_handle = dict(visits.get(node.id, {}))
     for handle in node.handles():
         by_handle.setdefault(handle, 0)
@@ -362,6 +372,7 @@ def _node_report(node: Any, latest: bool, visits: dict[str, dict[str, int]], at_
         id=node.id, type=node.type, label=node.label, in_latest=latest, entered=passed + active + waiting,
         active=active, waiting=waiting, passed=passed, by_handle=by_handle, messages=messages,
         rewards=rewards.get(node.id, 0) if node.type in REWARD_NODE_TYPES else None,
+        rewards_refused=dict(refused.get(node.id, {})) if node.type in REWARD_NODE_TYPES else None,
     )  # fmt: skip
 
 

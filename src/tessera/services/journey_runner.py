@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -410,7 +409,8 @@ def _advance(inst: Instance, s: Session, rows: Sequence[Any], now: datetime,
     splits = _Splits(inst, s, [r.profile_idx for r in rows])
     visits: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
-    rewards: list[dict[str, Any]] = []
+    grants: list[_Grant] = []
+    contexts: list[tuple[dict[str, Any], State, Any]] = []
     updates: list[dict[str, Any]] = []
     for r in rows:
         journey = load_version(s, r.journey_id, r.version)
@@ -432,20 +432,16 @@ def _advance(inst: Instance, s: Session, rows: Sequence[Any], now: datetime,
             key = effect_key(r.journey_id, r.version, eff.node, r.profile_id, r.entry_no)
             node = journey.node(eff.node)
             if eff.type in ("coupon", "points"):
-                reward = _reward(r, node, key, eff.at)
-                rewards.append(reward)
-                if eff.type == "coupon":
-                    st.data.setdefault("coupons", {})[eff.node] = {"code": reward["code"], "template": reward["template"],
-                                                                  "valid_until": reward["valid_until"].isoformat()
-                                                                  if reward["valid_until"] else None}  # fmt: skip
+                grants.append(_Grant(r, node, key, eff.at, st))
                 continue
             outbox.append({
                 "key": key, "journey_id": r.journey_id, "version": r.version, "node_id": eff.node,
                 "instance_id": r.id, "profile_id": r.profile_id, "profile_idx": r.profile_idx, "kind": eff.type,
                 "channel": None, "sent_kind": None, "address": None, "status": "pending", "reason": None, "attempts": 0,
                 "next_attempt_at": now, "provider_id": None, "error": None,
-                "context": _context(st, r), "created_at": now, "sent_at": None, "delivered_at": None,
+                "context": None, "created_at": now, "sent_at": None, "delivered_at": None,
             })  # fmt: skip
+            contexts.append((outbox[-1], st, r))
         for v in result.visits:
             visits.append({"journey_id": r.journey_id, "version": r.version, "node_id": v.node, "handle": v.handle,
                            "instance_id": r.id, "at": v.at})  # fmt: skip
@@ -454,10 +450,15 @@ def _advance(inst: Instance, s: Session, rows: Sequence[Any], now: datetime,
             "state": st.data, "updated_at": now, "ended_at": now if not st.live else None,
             "converted_at": converted if converted is not None and r.converted_at is None else r.converted_at,
         })  # fmt: skip
+    # coupons and credits first: their codes go into the states and the messages' contexts
+    rewards, debits = _grant(s, grants, now)
+    for row, st, r in contexts:
+        row["context"] = _context(st, r)
     update_by_id(s, JourneyInstanceRow, updates)
     if visits:
         s.execute(insert(JourneyVisitRow), visits)
     insert_ignoring_duplicates(s, JourneyOutboxRow.__table__, outbox)
+    rewards += _debit(s, debits, now)  # after a write: each in a savepoint inside this transaction
     insert_ignoring_duplicates(s, JourneyRewardRow.__table__, rewards)
     for r in rows:  # keep the ORM's copies (inbox path) out of the way of the bulk update above
         if isinstance(r, JourneyInstanceRow):
@@ -473,24 +474,110 @@ def _context(st: State, r: JourneyInstanceRow) -> dict[str, Any]:
     return out
 
 
-_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+#: ``journey_rewards.reason`` prefix of a grant loyalty refused (``refused:out_of_stock`` …)
+REFUSED = "refused:"
 
 
-def _coupon_code() -> str:
-    """12 characters from an unambiguous alphabet (60 bits): unique and unguessable."""
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+@dataclass(frozen=True)
+class _Grant:
+    """A coupon or points effect of a step, granted through loyalty in the step's transaction."""
+
+    row: Any
+    node: Any
+    key: str
+    at: datetime
+    state: State
 
 
-def _reward(r: JourneyInstanceRow, node: Any, key: str, at: datetime) -> dict[str, Any]:
-    if node.type == "coupon":
-        valid = at + timedelta(days=node.data.valid_days) if node.data.valid_days else None
-        return {"key": key, "journey_id": r.journey_id, "version": r.version, "node_id": node.id,
-                "instance_id": r.id, "profile_id": r.profile_id, "kind": "coupon", "template": node.data.template, "amount": None, "code": _coupon_code(),
-                "reason": None, "valid_until": valid, "created_at": at}  # fmt: skip
-    return {"key": key, "journey_id": r.journey_id, "version": r.version, "node_id": node.id, "instance_id": r.id,
-            "profile_id": r.profile_id, "kind": "points",
-            "template": None, "amount": node.data.amount, "code": None, "reason": node.data.reason,
-            "valid_until": None, "created_at": at}  # fmt: skip
+def _grant(s: Session, grants: Sequence[_Grant], now: datetime) -> tuple[list[dict[str, Any]], list[_Grant]]:
+    """Issue the coupons (per template, one call) and post the credited points of ``grants``
+    through the loyalty services, in the step's transaction; returns the ``journey_rewards`` rows
+    and the deductions left for :func:`_debit`. A coupon refused (out of stock, over the per-person
+    limit, template paused) is recorded with its reason; the person's journey goes on."""
+    from tessera.services import coupons, points
+    from tessera.services.loyalty_common import LoyaltyError
+
+    rewards: list[dict[str, Any]] = []
+    by_template: dict[tuple[str, int | None], list[_Grant]] = defaultdict(list)
+    credits: list[_Grant] = []
+    debits: list[_Grant] = []
+    for g in grants:
+        if g.node.type == "coupon":
+            by_template[(g.node.data.template, g.node.data.valid_days)].append(g)
+        elif g.node.data.amount > 0:
+            credits.append(g)
+        else:
+            debits.append(g)
+    for (template, valid_days), group in by_template.items():
+        requests = [
+            coupons.IssueRequest(profile_id=g.row.profile_id, key=f"journey:{g.key}", source="journey",
+                                 source_ref=f"{g.row.journey_id}/{g.node.id}", campaign=g.row.journey_id)
+            for g in group
+        ]  # fmt: skip
+        try:
+            result = coupons.issue_in_session(s, template, requests, now, valid_days=valid_days)
+        except LoyaltyError as e:
+            for g in group:
+                rewards.append(_reward(g, code=None, valid_until=None, reason=_refused(e.reason)))
+            continue
+        issued = {i.key: i for i in result.issued}
+        refused = {req.key: reason for req, reason in result.refused}
+        for g, req in zip(group, requests, strict=True):
+            got = issued.get(req.key)
+            if got is None:
+                reason = refused.get(req.key, "refused")
+                g.state.data.setdefault("coupons", {})[g.node.id] = {"template": template, "refused": reason}
+                rewards.append(_reward(g, code=None, valid_until=None, reason=_refused(reason)))
+                continue
+            until = got.valid_until.isoformat() if got.valid_until else None
+            g.state.data.setdefault("coupons", {})[g.node.id] = {"code": got.code, "template": template,
+                                                                 "valid_until": until}  # fmt: skip
+            rewards.append(_reward(g, code=got.code, valid_until=got.valid_until, reason=None))
+    entries = [_points_entry(g) for g in credits]
+    if entries:
+        points.post_in_session(s, entries, now)
+        rewards += [_reward(g, code=None, valid_until=None, reason=g.node.data.reason) for g in credits]
+    return rewards, debits
+
+
+def _debit(s: Session, debits: Sequence[_Grant], now: datetime) -> list[dict[str, Any]]:
+    """Deductions one at a time, each in a savepoint: one beyond the balance is refused (and
+    recorded with its reason) without undoing the others."""
+    from tessera.services import points
+    from tessera.services.loyalty_common import LoyaltyError
+
+    rewards: list[dict[str, Any]] = []
+    for g in debits:
+        try:
+            with s.begin_nested():
+                points.post_in_session(s, [_points_entry(g)], now)
+            rewards.append(_reward(g, code=None, valid_until=None, reason=g.node.data.reason))
+        except LoyaltyError as e:
+            rewards.append(_reward(g, code=None, valid_until=None, reason=_refused(e.reason)))
+    return rewards
+
+
+def _refused(reason: str | None) -> str:
+    """How a refused grant is recorded in ``journey_rewards.reason`` (the report counts them)."""
+    return f"{REFUSED}{reason or 'refused'}"
+
+
+def _points_entry(g: _Grant) -> Any:
+    from tessera.services.points import NewEntry
+
+    amount = int(g.node.data.amount)
+    return NewEntry(key=f"journey:{g.key}", profile_id=g.row.profile_id, kind="earn" if amount > 0 else "adjust",
+                    points=amount, reason=g.node.data.reason, source="journey",
+                    source_ref=f"{g.row.journey_id}/{g.node.id}", campaign=g.row.journey_id, occurred_at=g.at)  # fmt: skip
+
+
+def _reward(g: _Grant, *, code: str | None, valid_until: datetime | None, reason: str | None) -> dict[str, Any]:
+    r, node = g.row, g.node
+    coupon = node.type == "coupon"
+    return {"key": g.key, "journey_id": r.journey_id, "version": r.version, "node_id": node.id, "instance_id": r.id,
+            "profile_id": r.profile_id, "kind": node.type, "template": node.data.template if coupon else None,
+            "amount": None if coupon else node.data.amount, "code": code, "reason": reason,
+            "valid_until": valid_until, "created_at": g.at}  # fmt: skip
 
 
 def pending_work(inst: Instance, now: datetime) -> bool:

@@ -148,12 +148,26 @@ def check_journey(definition: Any, *, inst: Instance, session: Session) -> Journ
             problems.append((at(node.id, "channel"), f"channel {node.data.channel!r} is not a webhook channel"))
         if node.type == "tag":
             problems += _check_tag(session, node.data.key, node.data.value, at(node.id, "key"))
+        if node.type == "coupon":
+            problems += _check_coupon_template(session, node.data.template, at(node.id, "template"))
         if node.type == "split":
             for j, path in enumerate(node.data.paths):
                 problems += _check_condition(path.condition, ctx, at(node.id, f"paths[{j}].condition"))
     if problems:
         raise JourneyRequestError(422, problems[0][0], problems[0][1], problems)
     return journey
+
+
+def _check_coupon_template(session: Session, key: str, path: str) -> list[tuple[str, str]]:
+    """A coupon node issues an active template of the coupon catalogue (docs/coupons.md)."""
+    from tessera.stores.models import CouponTemplateRow
+
+    row = session.get(CouponTemplateRow, key)
+    if row is None:
+        return [(path, f"no coupon template {key!r} / 没有券模板 {key!r}")]
+    if row.status != "active":
+        return [(path, f"coupon template {key!r} is {row.status} / 券模板 {key!r} 已{row.status}")]
+    return []
 
 
 def _check_tag(session: Session, key: str, value: Any, path: str) -> list[tuple[str, str]]:

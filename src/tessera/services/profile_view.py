@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from tessera.domain import identity
 from tessera.domain.identity import IdentityRules
+from tessera.services.loyalty_member import MemberLoyalty
 from tessera.services.profile_attributes import ProfileAttributes, compute_one, read_attributes
 
 _PHONE_QUERY = re.compile(r"^[\d\s+\-().]+$")
@@ -206,6 +207,9 @@ class Profile360(BaseModel):
     orders: list[OrderOut] = Field(description="latest orders first")
     timeline: Timeline
     merge_history: list[MergeEntry] = Field(description="newest first")
+    loyalty: MemberLoyalty | None = Field(
+        default=None, description="coupons, points and tier (会员权益); filled by the API from the operational store"
+    )
 
 
 class ProfileHit(_Out):
