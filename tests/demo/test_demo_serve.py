@@ -71,7 +71,9 @@ def test_demo_serves_and_its_printed_requests_work(tmp_path: Path) -> None:
             assert done.returncode == 0 and done.stdout.rstrip().endswith("200"), (cmd, done.stdout, done.stderr)
         assert httpx.post(url + "/v1/admin/flush", headers=auth, timeout=60).status_code == 200
         after = httpx.get(url + "/v1/admin/stats", headers=auth).json()["totals"]
-        assert after["events"] == before["events"] + 3  # the pasted track + a batch of two
+        # the pasted track + a batch of two; the loyalty worker may add system events meanwhile
+        # (Points Expiring notices of its first daily round, a Tier Changed on a pasted order)
+        assert after["events"] >= before["events"] + 3
         info = json.loads((data / "server.json").read_text())
         assert info["url"] == url
     finally:

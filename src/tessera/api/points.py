@@ -17,6 +17,7 @@ from tessera.api.schemas import REFUSALS
 from tessera.runtime import Instance
 from tessera.services import loyalty_orders, points
 from tessera.services.loyalty_common import resolve_member
+from tessera.services.loyalty_member import AccountOut, EntryOut, account_out, entry_out
 
 router = APIRouter(prefix="/v1/admin/loyalty", tags=["loyalty"], dependencies=[Depends(require_admin)])
 InstanceDep = Annotated[Instance, Depends(get_instance)]
@@ -25,45 +26,6 @@ InstanceDep = Annotated[Instance, Depends(get_instance)]
 class ProgramOut(BaseModel):
     version: int = Field(description="0: the default programme (never set)")
     program: dict[str, Any]
-
-
-class EntryOut(BaseModel):
-    id: int
-    key: str
-    profile_id: str
-    kind: str = Field(description="earn, spend, expire or adjust")
-    points: int
-    balance_after: int
-    reason: str
-    source: str
-    source_ref: str | None = None
-    campaign: str | None = None
-    order_id: str | None = None
-    lot_id: int | None = None
-    expires_at: datetime | None = None
-    occurred_at: datetime
-    created_at: datetime
-
-
-class LotOut(BaseModel):
-    id: int = Field(description="the crediting entry")
-    points: int
-    remaining: int
-    earned_at: datetime
-    expires_at: datetime | None
-
-
-class AccountOut(BaseModel):
-    profile_id: str
-    balance: int
-    earned: int
-    spent: int
-    expired: int
-    adjusted: int
-    lots: list[LotOut] = Field(description="open lots, soonest expiry first (FIFO)")
-    deficit: int = Field(description="points owed (a clawback beyond the open lots), paid by the next credits")
-    next_expiry: datetime | None
-    next_expiry_points: int
 
 
 class PostIn(BaseModel):
@@ -125,7 +87,7 @@ class RejectionOut(BaseModel):
 
 
 def _entry(e: points.Entry) -> EntryOut:
-    return EntryOut(**{f: getattr(e, f) for f in EntryOut.model_fields})
+    return entry_out(e)
 
 
 def _posted(p: points.Posted) -> PostedOut:
@@ -204,12 +166,7 @@ def rejections(instance: InstanceDep, limit: Annotated[int, Query(ge=1, le=1000)
 def account(instance: InstanceDep, member: str) -> AccountOut:
     pid = resolve_member(instance, member)
     with instance.operational.session() as s:
-        got = points.summary(s, pid, instance.clock.now())
-    return AccountOut(profile_id=pid, balance=got.balance, earned=got.earned, spent=got.spent, expired=got.expired,
-                      adjusted=got.adjusted, deficit=got.lots.deficit, next_expiry=got.next_expiry,
-                      next_expiry_points=got.next_expiry_points,
-                      lots=[LotOut(id=lot.id, points=lot.points, remaining=lot.remaining, earned_at=lot.earned_at,
-                                   expires_at=lot.expires_at) for lot in got.lots.open])  # fmt: skip
+        return account_out(s, pid, instance.clock.now())
 
 
 @router.get("/points/{member}/history", response_model=list[EntryOut], responses=REFUSALS,

@@ -17,7 +17,7 @@ from rich.table import Table
 from tessera.cli.common import DataDirOption, answer_or_fail, ask_server, console, fail, open_instance
 from tessera.domain.identity import IdentityRules
 from tessera.runtime import Instance
-from tessera.services import profile_view, tag_catalogue
+from tessera.services import loyalty_member, profile_view, tag_catalogue
 from tessera.services import sources as sources_service
 from tessera.services.identity_rules import get_rules
 from tessera.services.profile_view import Profile360, ProfileHit, ProfileViewError
@@ -97,10 +97,12 @@ def _show_locally(
             raise _NotFound(f"no profile {profile_id}")
         with instance.operational.session() as s:
             tags = {t.key: t for t in tag_catalogue.list_tags(session=s)}
-        return profile_view.profile_360(
+        view = profile_view.profile_360(
             cur, ref=ref, rules=rules, source_names=names, timeline_limit=events, orders_limit=orders,
             tag_catalogue=tags,
         )  # fmt: skip
+        view.loyalty = loyalty_member.member_loyalty(instance, view.profile.profile_id)
+        return view
     except ProfileViewError as exc:
         fail(str(exc))
     finally:
@@ -238,7 +240,23 @@ def _print_view(v: Profile360) -> None:
             history.add_row(str(m.seq), _when(m.logged_at), m.action, m.profile_id or "", ", ".join(m.other_ids),
                             ident, m.reason)  # fmt: skip
         console.print(history)
+    if v.loyalty is not None:
+        _print_loyalty(v.loyalty)
     console.print(
         f"同意 consents: {len(v.consents)}   标签 tags: {len(v.tags)}   人群 audiences: {len(v.audiences)}",
         highlight=False,
     )
+
+
+def _print_loyalty(lo: loyalty_member.MemberLoyalty) -> None:
+    """Points, tier and coupons (会员权益) in a few lines."""
+    tier = lo.tier
+    pts = lo.points
+    line = f"积分 points [bold]{pts.balance:,}[/]"
+    if pts.next_expiry is not None:
+        line += f" ({pts.next_expiry_points:,} expire {_when(pts.next_expiry)})"
+    if tier is not None:
+        line += f"   等级 tier [bold]{tier.name}[/] {tier.name_en} since {_when(tier.since) if tier.since else '—'}"
+    usable = sum(1 for c in lo.coupons if c.status == "issued")
+    line += f"   券 coupons {usable} usable / {len(lo.coupons)}"
+    console.print(line, highlight=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from tessera.runtime import Instance
 from tessera.services.coupons import CouponOut
@@ -70,10 +71,10 @@ class MemberLoyalty(BaseModel):
     tier: TierOut | None = Field(description="null when no tier programme is enabled")
 
 
-def account_out(s: object, profile_id: str, now: datetime) -> AccountOut:
+def account_out(s: Session, profile_id: str, now: datetime) -> AccountOut:
     from tessera.services import points
 
-    got = points.summary(s, profile_id, now)  # type: ignore[arg-type]
+    got = points.summary(s, profile_id, now)
     return AccountOut(
         profile_id=profile_id, balance=got.balance, earned=got.earned, spent=got.spent, expired=got.expired,
         adjusted=got.adjusted, deficit=got.lots.deficit, next_expiry=got.next_expiry,

@@ -382,11 +382,11 @@ class LoyaltyOrderRow(Base):
 
     __tablename__ = "loyalty_orders"
     order_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    profile_id: Mapped[str] = mapped_column(String(64), index=True)
+    profile_id: Mapped[str] = mapped_column(String(64))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     channel: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    ordered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ordered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     coupon_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     points: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))
