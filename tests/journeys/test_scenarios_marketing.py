@@ -68,7 +68,7 @@ def test_birthday_coupons_on_the_first_of_each_month(world: World) -> None:
     got = {m["to"]: m["body"] for m in world.sms.messages}
     assert set(got) == {"+8613700000001", "+8613700000002"}
     codes = {r.profile_id: r.code for r in rewards(world, jid)}
-    assert len(codes) == 2 and all(c and len(c) == 12 for c in codes.values())
+    assert len(codes) == 2 and all(c and len(c) == 13 for c in codes.values())  # unique codes of the catalogue
     assert got["+8613700000001"] == f"赵敏，生日快乐！送您50元券 {codes[world.profile_id('b1')]}，12月31日前有效。"
     world.at(local(2026, 12, 15, 10))  # nothing between the runs
     assert len(world.sms.messages) == 2
