@@ -14,7 +14,7 @@ Baseline (same process, same data): the hand-written floor — one DuckDB SELECT
 and an ``executemany`` INSERT of one ledger row per order into a fresh SQLite table (no accounts,
 no order records, no idempotency checks).
 
-    .venv/bin/python bench/bench_points.py [--orders 1000000] [--profiles 200000] [--limit 50000] [--keep]
+    .venv/bin/python bench/bench_points.py [--orders 1000000] [--profiles 200000] [--limit 200000] [--keep]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=1_000_000)
     ap.add_argument("--profiles", type=int, default=200_000)
-    ap.add_argument("--limit", type=int, default=50_000)
+    ap.add_argument("--limit", type=int, default=load_settings().loyalty.batch_size, help="orders per batch (default: the setting)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     work = ROOT / f"run-{os.getpid()}"

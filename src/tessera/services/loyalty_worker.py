@@ -4,9 +4,10 @@ Each round, at the clock's time:
 
 1. new orders, refunds and bonus events → points, coupon redemptions, tier upgrades
    (:func:`tessera.services.loyalty_orders.process_orders`, one transaction per batch);
-2. coupons and points lots that lapsed are expired;
-3. once a day (from ``loyalty.daily_hour`` in the workspace time zone): ``Points Expiring``
-   notices and birthday bonuses;
+2. coupons that lapsed are expired;
+3. once a day (from ``loyalty.daily_hour`` in the workspace time zone): points lots that lapsed
+   are expired (a spend expires the member's own lapsed lots first, so none is ever spent),
+   ``Points Expiring`` notices, birthday bonuses;
 4. the tier review when its cron says one is due (upgrades and downgrades);
 5. the queued loyalty events are published as system events (journeys trigger on them).
 
@@ -64,9 +65,9 @@ def run_once(inst: Instance, now: datetime | None = None, *, force_daily: bool =
     out.orders, out.bonuses, out.refunds, out.rejections = got.orders_new, got.bonuses, got.refunds, got.rejections
     with inst.operational.session() as s:
         out.coupons_expired = coupons.expire_coupons(s, now)
-    out.points_expired = points.expire_points(inst, now).entries
     if force_daily or _daily_due(inst, now):
         out.daily_jobs = True
+        out.points_expired = points.expire_points(inst, now).entries
         out.notices = points.expiring_notices(inst, now)
         out.birthdays = points.grant_birthdays(inst, now)
         with inst.operational.session() as s:
