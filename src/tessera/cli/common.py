@@ -68,11 +68,18 @@ def _server_request(
 
 
 def answer_or_fail(status: int, body: Any) -> Any:
-    """The body of a 200; a refused request (400/404/409/422) exits 2 naming the field, anything else 1."""
+    """The body of a 200; a refused request (400/404/409/422) exits 2 naming the field (every other
+    problem listed first, the stable ``reason`` code after the message), anything else 1."""
     if status == 200:
         return body
+    if not isinstance(body, dict):
+        body = {"message": str(body)}
     if status in (400, 404, 409, 422):
-        fail(f"{body.get('field', '')}: {body.get('message', body)}".lstrip(": "))
+        for p in body.get("problems") or []:
+            if p.get("field") != body.get("field") or p.get("message") != body.get("message"):
+                err_console.print(f"[red]✗[/] {p.get('field', '')}: {p.get('message', '')}", highlight=False)
+        reason = f" ({body['reason']})" if body.get("reason") else ""
+        fail(f"{body.get('field', '')}: {body.get('message', body)}{reason}".lstrip(": "))
     fail(f"the server answered {status}: {body.get('message') or body}", code=1)
 
 

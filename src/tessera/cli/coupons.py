@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tessera.cli.common import DataDirOption, api_request, err_console, fail, open_instance, print_answer
+from tessera.cli.common import DataDirOption, call_in, err_console, fail, print_answer
 
 coupon_app = typer.Typer(
     help="Coupons (优惠券): templates, issuing, redemption, expiry, reports.", no_args_is_help=True
@@ -35,28 +35,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(coupon_app, name="coupon")
 
 
-def _call(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    """The API's JSON; a refusal exits 2 naming the field, the message and the reason."""
-    instance = open_instance(data_dir)
-    try:
-        r = api_request(instance, method, path, **kw)
-    finally:
-        instance.close()
-    try:
-        body = r.json() if r.content else {}
-    except ValueError:
-        body = {"message": r.text[:500]}
-    if r.status_code in (200, 201):
-        return body
-    if r.status_code in (400, 404, 409, 422) and isinstance(body, dict):
-        reason = f" ({body['reason']})" if body.get("reason") else ""
-        for p in body.get("problems") or []:
-            if p.get("field") != body.get("field") or p.get("message") != body.get("message"):
-                err_console.print(f"[red]✗[/] {p.get('field', '')}: {p.get('message', '')}", highlight=False)
-        fail(f"{body.get('field', '')}: {body.get('message', body)}{reason}".lstrip(": "))
-    fail(f"the server answered {r.status_code}: {body.get('message') if isinstance(body, dict) else body}", code=1)
-
-
 # --- templates --------------------------------------------------------------------------------------------
 
 
@@ -75,7 +53,7 @@ def template_create(
         fail(f"FILE: cannot read {file}: {e.strerror}")
     except ValueError as e:
         fail(f"FILE: {file} is not JSON: {e}")
-    print_answer(_call(data_dir, "POST", f"{BASE}/coupon-templates", json=body), as_json, "券模板 Template",
+    print_answer(call_in(data_dir, "POST", f"{BASE}/coupon-templates", json=body), as_json, "券模板 Template",
                  _TEMPLATE_COLUMNS)  # fmt: skip
 
 
@@ -88,18 +66,18 @@ def template_list(
 ) -> None:
     """Every template. 全部券模板。"""
     params = {k: v for k, v in (("status", status), ("campaign", campaign)) if v}
-    got = _call(data_dir, "GET", f"{BASE}/coupon-templates", params=params or None)
+    got = call_in(data_dir, "GET", f"{BASE}/coupon-templates", params=params or None)
     print_answer(got, as_json, "券模板 Templates", _TEMPLATE_COLUMNS)
 
 
 @template_app.command("show")
 def template_show(key: str, data_dir: DataDirOption = None) -> None:
     """One template (JSON). 查看券模板。"""
-    print_answer(_call(data_dir, "GET", f"{BASE}/coupon-templates/{key}"), True)
+    print_answer(call_in(data_dir, "GET", f"{BASE}/coupon-templates/{key}"), True)
 
 
 def _set_status(key: str, status: str, data_dir: Path | None) -> None:
-    got = _call(data_dir, "POST", f"{BASE}/coupon-templates/{key}/status", json={"status": status})
+    got = call_in(data_dir, "POST", f"{BASE}/coupon-templates/{key}/status", json={"status": status})
     typer.echo(f"{got['key']}: {got['status']}")
 
 
@@ -133,7 +111,7 @@ def issue(
     data_dir: DataDirOption = None,
 ) -> None:
     """Issue one coupon to a member. 给会员发券。"""
-    got = _call(data_dir, "POST", f"{BASE}/coupon-templates/{template}/issue", json={"member": member, "key": key})
+    got = call_in(data_dir, "POST", f"{BASE}/coupon-templates/{template}/issue", json={"member": member, "key": key})
     if as_json:
         print_answer(got, True)
         return
@@ -163,7 +141,7 @@ def issue_audience(
     data_dir: DataDirOption = None,
 ) -> None:
     """Issue one coupon to every member of an audience. 给群组全部成员发券。"""
-    got = _call(data_dir, "POST", f"{BASE}/coupon-templates/{template}/issue-audience",
+    got = call_in(data_dir, "POST", f"{BASE}/coupon-templates/{template}/issue-audience",
                 json={"audience_id": audience_id, "key": key, "events": events})  # fmt: skip
     _print_bulk(got, as_json)
 
@@ -182,7 +160,7 @@ def issue_file(
         data = file.read_bytes()
     except OSError as e:
         fail(f"FILE: cannot read {file}: {e.strerror}")
-    got = _call(data_dir, "POST", f"{BASE}/coupon-templates/{template}/issue-file",
+    got = call_in(data_dir, "POST", f"{BASE}/coupon-templates/{template}/issue-file",
                 params={"key": key, "encoding": encoding}, content=data)  # fmt: skip
     _print_bulk(got, as_json)
 
@@ -201,14 +179,14 @@ def list_coupons(
 ) -> None:
     """Coupons, newest first. 券列表。"""
     params: dict[str, Any] = {k: v for k, v in (("member", member), ("template", template), ("status", status)) if v}
-    got = _call(data_dir, "GET", f"{BASE}/coupons", params={**params, "limit": limit})
+    got = call_in(data_dir, "GET", f"{BASE}/coupons", params={**params, "limit": limit})
     print_answer(got, as_json, "优惠券 Coupons", _COUPON_COLUMNS)
 
 
 @coupon_app.command("show")
 def show(code: str, data_dir: DataDirOption = None) -> None:
     """One coupon (JSON). 查看券。"""
-    print_answer(_call(data_dir, "GET", f"{BASE}/coupons/{code}"), True)
+    print_answer(call_in(data_dir, "GET", f"{BASE}/coupons/{code}"), True)
 
 
 @coupon_app.command("redeem")
@@ -228,7 +206,7 @@ def redeem(
                             "channel": channel}  # fmt: skip
     if shipping is not None:
         body["shipping"] = shipping
-    got = _call(data_dir, "POST", f"{BASE}/coupons/{code}/redeem", json=body)
+    got = call_in(data_dir, "POST", f"{BASE}/coupons/{code}/redeem", json=body)
     if as_json:
         print_answer(got, True)
         return
@@ -239,14 +217,14 @@ def redeem(
 @coupon_app.command("void")
 def void(code: str, data_dir: DataDirOption = None) -> None:
     """Void an unused coupon. 作废。"""
-    got = _call(data_dir, "POST", f"{BASE}/coupons/{code}/void")
+    got = call_in(data_dir, "POST", f"{BASE}/coupons/{code}/void")
     typer.echo(f"{got['code']}: {got['status']}")
 
 
 @coupon_app.command("expire")
 def expire(data_dir: DataDirOption = None) -> None:
     """Mark lapsed coupons expired now. 立即处理过期券。"""
-    got = _call(data_dir, "POST", f"{BASE}/coupons/expire")
+    got = call_in(data_dir, "POST", f"{BASE}/coupons/expire")
     typer.echo(f"{got['expired']} expired / 过期 {got['expired']} 张")
 
 
@@ -259,7 +237,7 @@ def report(
 ) -> None:
     """Issued, redeemed, expired, open, rate, discount and GMV. 券报表。"""
     params = {k: v for k, v in (("template", template), ("campaign", campaign)) if v}
-    got = _call(data_dir, "GET", f"{BASE}/coupon-reports", params=params or None)
+    got = call_in(data_dir, "GET", f"{BASE}/coupon-reports", params=params or None)
     if as_json:
         print_answer(got, True)
         return

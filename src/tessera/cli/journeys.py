@@ -17,13 +17,9 @@ import typer
 
 from tessera.cli.common import (
     DataDirOption,
-    answer_or_fail,
-    api_request,
     call_in,
     console,
-    err_console,
     fail,
-    open_instance,
     print_answer,
 )
 
@@ -70,32 +66,6 @@ def _definition_of(body: dict[str, Any]) -> Any:
     return body.get("definition", body)
 
 
-def _refused(status: int, body: Any) -> None:
-    """Print every problem of a refusal (not only the first), then exit as :func:`answer_or_fail`."""
-    problems = body.get("problems") if isinstance(body, dict) else None
-    if status in (400, 404, 409, 422) and problems and len(problems) > 1:
-        for p in problems:
-            err_console.print(f"[red]✗[/] {p.get('field', '')}: {p.get('message', '')}", highlight=False)
-        raise typer.Exit(2)
-    answer_or_fail(status, body)
-
-
-def _request(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    """Like ``call_in`` but a refusal lists every problem."""
-    instance = open_instance(data_dir)
-    try:
-        r = api_request(instance, method, path, **kw)
-    finally:
-        instance.close()
-    try:
-        body = r.json() if r.content else {}
-    except ValueError:
-        body = {"message": r.text[:500]}
-    if r.status_code in (200, 201, 204):
-        return body
-    _refused(r.status_code, body)
-
-
 def _iso(value: str | None, option: str) -> str | None:
     if value is None:
         return None
@@ -133,14 +103,14 @@ def show(journey_id: str, data_dir: DataDirOption = None) -> None:
 @journey_app.command("create")
 def create(file: FileArgument, as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Create a draft from a JSON file {name, name_en?, description?, definition}. 从文件新建草稿。"""
-    got = _request(data_dir, "POST", BASE, json=_journey_file(file))
+    got = call_in(data_dir, "POST", BASE, json=_journey_file(file))
     print_answer(got, as_json, "旅程 Journey", _JOURNEY_COLUMNS)
 
 
 @journey_app.command("update")
 def update(journey_id: str, file: FileArgument, as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Replace the draft (and names) from a JSON file; publish to make it live. 修改草稿。"""
-    got = _request(data_dir, "PATCH", f"{BASE}/{journey_id}", json=_journey_file(file))
+    got = call_in(data_dir, "PATCH", f"{BASE}/{journey_id}", json=_journey_file(file))
     print_answer(got, as_json, "旅程 Journey", _JOURNEY_COLUMNS)
 
 
@@ -154,12 +124,12 @@ def delete(journey_id: str, data_dir: DataDirOption = None) -> None:
 @journey_app.command("validate")
 def validate(file: FileArgument, data_dir: DataDirOption = None) -> None:
     """Check a definition in full without storing it; lists every problem. 校验定义。"""
-    got = _request(data_dir, "POST", f"{BASE}/validate", json={"definition": _definition_of(_journey_file(file))})
+    got = call_in(data_dir, "POST", f"{BASE}/validate", json={"definition": _definition_of(_journey_file(file))})
     console.print(f"[green]✓ valid 有效[/] ({got['nodes']} nodes, {got['edges']} edges)")
 
 
 def _lifecycle(action: str, journey_id: str, as_json: bool, data_dir: Path | None) -> None:
-    got = _request(data_dir, "POST", f"{BASE}/{journey_id}/{action}")
+    got = call_in(data_dir, "POST", f"{BASE}/{journey_id}/{action}")
     print_answer(got, as_json, "旅程 Journey", _JOURNEY_COLUMNS)
 
 
@@ -283,9 +253,9 @@ def dry_run(
     body: dict[str, Any] = {"days": days, "start": _iso(start, "--start")}
     if file is not None:
         body["definition"] = _definition_of(_journey_file(file))
-        got = _request(data_dir, "POST", f"{BASE}/dry-run", json=body)
+        got = call_in(data_dir, "POST", f"{BASE}/dry-run", json=body)
     else:
-        got = _request(data_dir, "POST", f"{BASE}/{journey_id}/dry-run", json=body)
+        got = call_in(data_dir, "POST", f"{BASE}/{journey_id}/dry-run", json=body)
     if as_json:
         print_answer(got, True)
         return
@@ -343,7 +313,7 @@ def campaign(
         "at": _iso(at, "--at"), "every": every, "cron": cron, "control_percent": control, "channel_name": channel_name,
         "fallback": fallback or [], "transactional": transactional,
     }  # fmt: skip
-    got = _request(data_dir, "POST", f"{BASE}/campaigns", json={k: v for k, v in body.items() if v is not None})
+    got = call_in(data_dir, "POST", f"{BASE}/campaigns", json={k: v for k, v in body.items() if v is not None})
     print_answer(got, as_json, "活动 Campaign", _JOURNEY_COLUMNS)
 
 
@@ -366,7 +336,7 @@ def preview(
     if isinstance(template, dict) and "template" in template:
         template = template["template"]
     body = {"template": template, "profile_id": profile_id, "identifier": identifier, "kind": kind, "locale": locale}
-    got = _request(data_dir, "POST", f"{BASE}/preview", json={k: v for k, v in body.items() if v is not None})
+    got = call_in(data_dir, "POST", f"{BASE}/preview", json={k: v for k, v in body.items() if v is not None})
     if as_json:
         print_answer(got, True)
         return

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tessera.cli.common import DataDirOption, api_request, err_console, fail, open_instance, print_answer
+from tessera.cli.common import DataDirOption, call_in, fail, print_answer
 
 points_app = typer.Typer(help="Points (积分): programme, balances, history, grants, expiry, order processing.",
                          no_args_is_help=True)  # fmt: skip
@@ -31,31 +31,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(points_app, name="points")
 
 
-def _call(data_dir: Path | None, method: str, path: str, **kw: Any) -> Any:
-    instance = open_instance(data_dir)
-    try:
-        r = api_request(instance, method, path, **kw)
-    finally:
-        instance.close()
-    try:
-        body = r.json() if r.content else {}
-    except ValueError:
-        body = {"message": r.text[:500]}
-    if r.status_code in (200, 201):
-        return body
-    if r.status_code in (400, 404, 409, 422):
-        problems = body.get("problems") or [{"field": body.get("field", ""), "message": body.get("message", body)}]
-        reason = f" ({body['reason']})" if body.get("reason") else ""
-        for p in problems:
-            err_console.print(f"[red]✗[/] {p.get('field', '')}: {p.get('message', '')}{reason}", highlight=False)
-        raise typer.Exit(2)
-    fail(f"the server answered {r.status_code}: {body.get('message') or body}", code=1)
-
-
 @program_app.command("show")
 def program_show(data_dir: DataDirOption = None) -> None:
     """Print the programme as JSON. 显示积分规则。"""
-    print_answer(_call(data_dir, "GET", f"{BASE}/points/program"), True)
+    print_answer(call_in(data_dir, "GET", f"{BASE}/points/program"), True)
 
 
 @program_app.command("set")
@@ -71,7 +50,7 @@ def program_set(
         fail(f"FILE: cannot read {file}: {e.strerror}")
     except ValueError as e:
         fail(f"FILE: {file} is not JSON: {e}")
-    got = _call(data_dir, "PUT", f"{BASE}/points/program", json=body)
+    got = call_in(data_dir, "PUT", f"{BASE}/points/program", json=body)
     typer.echo(f"programme version {got['version']} stored / 积分规则已保存（版本 {got['version']}）")
 
 
@@ -79,7 +58,7 @@ def program_set(
 def show_balance(member: Annotated[str, typer.Argument(help="p_… or TYPE:VALUE. 会员。")], as_json: JsonOption = False,
                  data_dir: DataDirOption = None) -> None:  # fmt: skip
     """A member's balance, totals and open lots. 会员积分余额。"""
-    got = _call(data_dir, "GET", f"{BASE}/points/{member}")
+    got = call_in(data_dir, "GET", f"{BASE}/points/{member}")
     if as_json:
         print_answer(got, True)
         return
@@ -98,14 +77,14 @@ def show_history(
     data_dir: DataDirOption = None,
 ) -> None:
     """A member's ledger, newest first. 积分流水。"""
-    got = _call(data_dir, "GET", f"{BASE}/points/{member}/history", params={"limit": limit})
+    got = call_in(data_dir, "GET", f"{BASE}/points/{member}/history", params={"limit": limit})
     print_answer(got, as_json, title=f"points of {member}", columns=_ENTRY_COLUMNS)
 
 
 def _post(data_dir: Path | None, what: str, member: str, points: int, reason: str, key: str, campaign: str | None,
           as_json: bool, **extra: Any) -> None:  # fmt: skip
     body = {"member": member, "points": points, "reason": reason, "key": key, "campaign": campaign, **extra}
-    got = _call(data_dir, "POST", f"{BASE}/points/{what}", json=body)
+    got = call_in(data_dir, "POST", f"{BASE}/points/{what}", json=body)
     if as_json:
         print_answer(got, True)
         return
@@ -143,21 +122,21 @@ def adjust(member: Annotated[str, typer.Argument(help="p_… or TYPE:VALUE. 会�
 @points_app.command("expire")
 def expire(data_dir: DataDirOption = None) -> None:
     """Expire due points now. 立即执行积分过期。"""
-    got = _call(data_dir, "POST", f"{BASE}/points/expire")
+    got = call_in(data_dir, "POST", f"{BASE}/points/expire")
     typer.echo(f"expired {got['points']} points of {got['profiles']} members / 已过期 {got['points']} 积分")
 
 
 @points_app.command("notices")
 def notices(data_dir: DataDirOption = None) -> None:
     """Queue Points Expiring events now. 生成积分即将过期提醒。"""
-    got = _call(data_dir, "POST", f"{BASE}/points/notices")
+    got = call_in(data_dir, "POST", f"{BASE}/points/notices")
     typer.echo(f"{got['notices']} new Points Expiring events / 新提醒 {got['notices']} 条")
 
 
 @points_app.command("process-orders")
 def process_orders(as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Process new orders, refunds and bonus events now. 立即处理订单积分。"""
-    got = _call(data_dir, "POST", f"{BASE}/orders/process")
+    got = call_in(data_dir, "POST", f"{BASE}/orders/process")
     if as_json:
         print_answer(got, True)
         return
