@@ -95,7 +95,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=1_000_000)
     ap.add_argument("--profiles", type=int, default=200_000)
-    ap.add_argument("--limit", type=int, default=load_settings().loyalty.batch_size, help="orders per batch (default: the setting)")
+    ap.add_argument(
+        "--limit", type=int, default=load_settings().loyalty.batch_size, help="orders per batch (default: the setting)"
+    )
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     work = ROOT / f"run-{os.getpid()}"

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from tessera.runtime import Instance
+from tessera.services.background import Worker
 from tessera.services.journey_dispatch import Dispatcher
 from tessera.services.journey_runner import advance_due, consume_inbox, run_entries
 
@@ -169,51 +170,27 @@ def _identifiers(inst: Instance, profile_ids: Sequence[str]) -> dict[str, tuple[
     return out
 
 
-class JourneyWorker:
+class JourneyWorker(Worker):
     """The worker thread. ``wake()`` makes it look now (the loader calls it after each load)."""
 
     name = "journeys"
 
     def __init__(self, inst: Instance, *, pipeline: Any = None, interval: float | None = None) -> None:
+        super().__init__(interval=interval if interval is not None else inst.settings.journeys.worker_interval_seconds)
         self.inst = inst
-        self.interval = interval if interval is not None else inst.settings.journeys.worker_interval_seconds
         writer = pipeline_trait_writer(pipeline) if pipeline is not None else None
         self.dispatcher = Dispatcher(inst, write_traits=writer)
-        self.last_error: str | None = None
-        self.rounds = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
         self.dispatcher.recover()
         from tessera.services.journeys import sync_watch
 
         sync_watch(inst=self.inst)
-        self._thread.start()
-
-    def wake(self, *_: object) -> None:
-        self._wake.set()
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=60)
+        super().stop()
         self.dispatcher.close()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            try:
-                p = one_round(self.inst, self.dispatcher)
-                self.rounds += 1
-                busy = p.busy
-                self.last_error = None
-            except Exception as e:
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("journey worker round failed")
-                self._stop.wait(1.0)
-            if busy:
-                continue
-            self._wake.wait(self.interval)
-            self._wake.clear()
+    def round(self) -> bool:
+        return one_round(self.inst, self.dispatcher).busy

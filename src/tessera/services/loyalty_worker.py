@@ -18,8 +18,6 @@ The loader wakes it after each load; otherwise it looks every ``worker_interval_
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -28,8 +26,7 @@ from pydantic import BaseModel, Field
 
 from tessera.runtime import Instance
 from tessera.services import loyalty_common, loyalty_events
-
-log = logging.getLogger(__name__)
+from tessera.services.background import Worker
 
 _DAILY = "daily_jobs"
 
@@ -93,7 +90,7 @@ def _daily_due(inst: Instance, now: datetime) -> bool:
     return done < local.toordinal()
 
 
-class LoyaltyWorker:
+class LoyaltyWorker(Worker):
     """The worker thread. ``wake()`` makes it look now (the loader calls it after each load)."""
 
     name = "loyalty"
@@ -101,41 +98,12 @@ class LoyaltyWorker:
     def __init__(
         self, inst: Instance, *, interval: float | None = None, on_published: Callable[[], None] | None = None
     ) -> None:
+        super().__init__(interval=interval if interval is not None else inst.settings.loyalty.worker_interval_seconds)
         self.inst = inst
-        self.interval = interval if interval is not None else inst.settings.loyalty.worker_interval_seconds
         self.on_published = on_published
-        self.last_error: str | None = None
-        self.rounds = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self, *_: object) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            try:
-                r = run_once(self.inst)
-                self.rounds += 1
-                busy = r.busy
-                if r.published and self.on_published is not None:
-                    self.on_published()
-                self.last_error = None
-            except Exception as e:
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("loyalty worker round failed")
-                self._stop.wait(1.0)
-            if busy:
-                continue
-            self._wake.wait(self.interval)
-            self._wake.clear()
+    def round(self) -> bool:
+        r = run_once(self.inst)
+        if r.published and self.on_published is not None:
+            self.on_published()
+        return r.busy
