@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from tessera.domain.coupons import new_codes
 from tessera.runtime import Instance
-from tessera.services import coupons
+from tessera.services import coupon_issue, coupons
 from tessera.stores.models import AudienceRow, CouponRow, LoyaltyEventRow
 
 NOW = datetime(2026, 5, 1, 2, tzinfo=UTC)
@@ -107,9 +107,9 @@ def main() -> None:
         print(f"setup: {args.people:,} profiles and a static audience in {time.perf_counter() - t0:.1f} s")
 
         started = time.perf_counter()
-        people = coupons.audience_profiles(inst, audience)
+        people = coupon_issue.audience_profiles(inst, audience)
         read_s = time.perf_counter() - started
-        got = coupons.issue_profiles(inst, "bench", people, "spring", NOW, source="bulk", source_ref=audience,
+        got = coupon_issue.issue_profiles(inst, "bench", people, "spring", NOW, source="bulk", source_ref=audience,
                                      emit_events=not args.no_events)  # fmt: skip
         took = time.perf_counter() - started
         with inst.operational.session() as s:
@@ -123,7 +123,7 @@ def main() -> None:
               f"{'met' if took <= TARGET_S else 'MISSED'}")  # fmt: skip
 
         started = time.perf_counter()
-        again = coupons.issue_profiles(inst, "bench", people, "spring", NOW, source="bulk", source_ref=audience,
+        again = coupon_issue.issue_profiles(inst, "bench", people, "spring", NOW, source="bulk", source_ref=audience,
                                        emit_events=not args.no_events)  # fmt: skip
         replay_s = time.perf_counter() - started
         assert again["replayed"] == args.people and again["issued"] == 0

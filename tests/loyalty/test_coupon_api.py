@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from tessera.api.app import create_app
 from tessera.clock import FrozenClock
 from tessera.runtime import Instance
-from tessera.services import coupons as svc
+from tessera.services import coupon_issue
 from tessera.settings import load_settings
 from tessera.stores.models import CouponRow
 
@@ -125,7 +125,7 @@ def test_issue_to_a_member_then_redeem_with_every_check(api: Api) -> None:
 def test_issue_to_an_audience_once_per_member_within_the_stock(api: Api) -> None:
     audiences = api.client.get("/v1/admin/audiences", headers=AUTH).json()
     aud = next(a for a in audiences if a["kind"] == "static")
-    members = svc.audience_profiles(api.inst, aud["id"])
+    members = coupon_issue.audience_profiles(api.inst, aud["id"])
     assert len(members) > 20
     api.call("POST", "/coupon-templates", 201, json=template(key="aud", kind="shipping", amount=None, threshold=None,
                                                              channels=[], stock=len(members) - 7))  # fmt: skip

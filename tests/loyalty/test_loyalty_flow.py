@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tessera.services import coupons, points, tiers
+from tessera.services import coupon_issue, coupons, points, tiers
 from tessera.services.loyalty_worker import LoyaltyRound, run_once
 from tessera.stores.models import CouponRow, LoyaltyEventRow, PointsEntryRow
 from tests.journeys.world import World, make_world
@@ -91,8 +91,8 @@ def test_order_redeems_earns_upgrades_and_the_upgrade_journey_sends_a_gift_coupo
     setup_programme(w)
     pid = w.person("u1", name="王小明", phone=PHONE)
     jid = tier_journey(w)
-    welcome = coupons.issue(w.inst, "welcome_20", "user_id:u1", "welcome:u1")
-    code = welcome.coupon.code if hasattr(welcome, "coupon") else welcome.code  # type: ignore[attr-defined]
+    welcome = coupon_issue.issue(w.inst, "welcome_20", "user_id:u1", "welcome:u1")
+    code = welcome.coupon.code
 
     order(w, "u1", "o-1001", "1200.00", coupon=code)
     r = settle(w)

@@ -18,10 +18,11 @@ from tessera.api.deps import get_instance, require_admin
 from tessera.api.schemas import REFUSALS
 from tessera.domain.coupons import CouponTemplate
 from tessera.runtime import Instance
-from tessera.services import coupon_reports
+from tessera.services import coupon_issue, coupon_reports
 from tessera.services import coupons as svc
+from tessera.services.coupon_issue import BulkIssueOut, FileIssueOut, IssueOut
 from tessera.services.coupon_reports import CouponReport
-from tessera.services.coupons import BulkIssueOut, CouponOut, FileIssueOut, IssueOut, TemplateOut
+from tessera.services.coupons import CouponOut, TemplateOut
 from tessera.services.loyalty_common import LoyaltyError
 
 router = APIRouter(prefix="/v1/admin/loyalty", tags=["loyalty"], dependencies=[Depends(require_admin)])
@@ -116,7 +117,7 @@ def set_status(instance: InstanceDep, key: str, body: StatusIn) -> TemplateOut:
              description="给一位会员发券；同一幂等键返回同一张券。 One coupon for a member; the same key answers the "
              "same coupon (replayed). 409 reasons: inactive, limit_reached, out_of_stock.")  # fmt: skip
 def issue(instance: InstanceDep, key: str, body: IssueIn) -> IssueOut:
-    return svc.issue(instance, key, body.member, body.key, campaign=body.campaign)
+    return coupon_issue.issue(instance, key, body.member, body.key, campaign=body.campaign)
 
 
 @router.post("/coupon-templates/{key}/issue-audience", response_model=BulkIssueOut, responses=REFUSALS,
@@ -125,7 +126,7 @@ def issue(instance: InstanceDep, key: str, body: IssueIn) -> IssueOut:
              "One transaction; per person the key is KEY:PROFILE_ID; beyond the stock people are refused "
              "out_of_stock.")  # fmt: skip
 def issue_audience(instance: InstanceDep, key: str, body: AudienceIssueIn) -> BulkIssueOut:
-    return svc.bulk_issue(instance, key, body.audience_id, body.key, emit_events=body.events)
+    return coupon_issue.bulk_issue(instance, key, body.audience_id, body.key, emit_events=body.events)
 
 
 @router.post("/coupon-templates/{key}/issue-file", response_model=FileIssueOut, responses=REFUSALS,
@@ -152,7 +153,9 @@ async def issue_file(
         data = await request.body()
     from starlette.concurrency import run_in_threadpool
 
-    out: FileIssueOut = await run_in_threadpool(svc.import_issue, instance, key, data, issue_key, encoding=encoding)
+    out: FileIssueOut = await run_in_threadpool(
+        coupon_issue.import_issue, instance, key, data, issue_key, encoding=encoding
+    )
     return out
 
 
