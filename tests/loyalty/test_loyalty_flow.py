@@ -209,3 +209,39 @@ def test_loyalty_events_are_published_once_even_when_publishing_repeats(world: W
         .fetchall()
     )
     assert got[0][0] == 1
+
+
+def test_a_oneid_merge_carries_points_coupons_and_spend_to_the_survivor(world: World) -> None:
+    w = world
+    setup_programme(w)
+    # a shopper buys anonymously on the web, then signs in as a member who already has a coupon
+    w.send({"type": "track", "anonymousId": "web-1", "event": "Order Completed", "context": {"channel": "web"},
+            "properties": {"order_id": "w-1", "revenue": "600", "currency": "CNY"}})  # fmt: skip
+    member = w.person("M9", name="陈静", phone="+8613600136000")
+    order(w, "M9", "m-1", "500", channel="app")
+    welcome = coupon_issue.issue(w.inst, "welcome_20", "user_id:M9", "welcome:M9")
+    settle(w)
+    anon = (
+        w.inst.analytic.cursor()
+        .execute(
+            "SELECT p.profile_id FROM profile_identifiers i JOIN profiles p USING (profile_idx) "
+            "WHERE i.id_type = 'anonymous_id' AND i.id_value = 'web-1'"
+        )
+        .fetchall()[0][0]
+    )
+    assert anon != member
+    with w.inst.operational.session() as s:
+        assert points.balance(s, anon) == 600 and points.balance(s, member) == 500
+    w.send({"type": "track", "userId": "M9", "anonymousId": "web-1", "event": "Signed In"})  # OneID merges the two
+    r = run_once(w.inst, w.clock.now())
+    assert r.merges == 1
+    survivor = w.admin("GET", f"/v1/admin/loyalty/members/{member}")  # the merged-away id follows the merge
+    assert survivor["points"]["balance"] == 1100
+    assert [c["code"] for c in survivor["coupons"]] == [welcome.coupon.code]
+    assert survivor["tier"]["tier"] == "silver"  # ¥600 + ¥500 in the window: the combined spend upgrades
+    with w.inst.operational.session() as s:
+        sums = dict(s.execute(select(PointsEntryRow.profile_id, func.sum(PointsEntryRow.points))
+                              .group_by(PointsEntryRow.profile_id)).all())  # fmt: skip
+    assert sums[survivor["profile_id"]] == 1100 and sum(sums.values()) == 1100
+    # folding again moves nothing
+    assert run_once(w.inst, w.clock.now()).merges == 0

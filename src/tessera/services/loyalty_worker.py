@@ -2,6 +2,8 @@
 
 Each round, at the clock's time:
 
+0. loyalty of profiles OneID merged is carried over to the survivor
+   (:func:`tessera.services.loyalty_merges.fold_merges`);
 1. new orders, refunds and bonus events → points, coupon redemptions, tier upgrades
    (:func:`tessera.services.loyalty_orders.process_orders`, one transaction per batch);
 2. coupons that lapsed are expired;
@@ -38,6 +40,7 @@ class LoyaltyRound(BaseModel):
     bonuses: int = Field(default=0, description="bonus events granted (check-in, review …)")
     refunds: int = Field(default=0, description="refunds clawed back")
     rejections: int = Field(default=0, description="coupon uses refused (loyalty_rejections)")
+    merges: int = Field(default=0, description="OneID merges whose loyalty (points, coupons, orders) was carried over")
     coupons_expired: int = 0
     points_expired: int = Field(default=0, description="expire entries written (lots that lapsed)")
     daily_jobs: bool = Field(default=False, description="whether the daily jobs (notices, birthdays) ran")
@@ -49,15 +52,16 @@ class LoyaltyRound(BaseModel):
 
     @property
     def busy(self) -> bool:
-        return bool(self.orders or self.bonuses or self.refunds or self.published)
+        return bool(self.merges or self.orders or self.bonuses or self.refunds or self.published)
 
 
 def run_once(inst: Instance, now: datetime | None = None, *, force_daily: bool = False) -> LoyaltyRound:
     """One round of everything the worker does (at ``now``, default the clock's)."""
-    from tessera.services import coupons, loyalty_orders, points, tiers
+    from tessera.services import coupons, loyalty_merges, loyalty_orders, points, tiers
 
     now = now or inst.clock.now()
     out = LoyaltyRound()
+    out.merges = loyalty_merges.fold_merges(inst, now)
     got = loyalty_orders.process_orders(inst, now, limit=inst.settings.loyalty.batch_size)
     out.orders, out.bonuses, out.refunds, out.rejections = got.orders_new, got.bonuses, got.refunds, got.rejections
     with inst.operational.session() as s:
