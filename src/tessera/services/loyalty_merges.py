@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from tessera.clock import as_utc
@@ -48,8 +48,12 @@ def fold_merges(inst: Instance, now: datetime | None = None) -> int:
         if not rows:
             return 0
         rules = get_rules(inst.operational)
+        with inst.operational.session() as s:
+            holders = _with_loyalty(s, [r[0] for r in rows])
         moves: list[tuple[str, str, datetime]] = []
         for old, merged_at in rows:
+            if old not in holders:
+                continue  # nothing to carry over
             ref = profile_view.find_profile(cur, rules=rules, profile_id=old)
             if ref is not None and ref.profile_id != old:
                 moves.append((old, ref.profile_id, as_utc(merged_at)))
@@ -64,6 +68,16 @@ def fold_merges(inst: Instance, now: datetime | None = None) -> int:
     with inst.operational.session() as s:
         loyalty_common.set_cursor(s, _CURSOR, 0, now, at=last)
     return folded
+
+
+def _with_loyalty(s: Session, profile_ids: list[str]) -> set[str]:
+    """Those of ``profile_ids`` that hold points, coupons, processed orders or a tier."""
+    out: set[str] = set()
+    for column in (PointsAccountRow.profile_id, CouponRow.profile_id, LoyaltyOrderRow.profile_id,
+                   MemberTierRow.profile_id):  # fmt: skip
+        for i in range(0, len(profile_ids), 900):
+            out.update(s.scalars(select(column).where(column.in_(profile_ids[i : i + 900])).distinct()))
+    return out
 
 
 def _count(result: Any) -> int:
