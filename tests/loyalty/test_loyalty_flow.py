@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -245,3 +246,31 @@ def test_a_oneid_merge_carries_points_coupons_and_spend_to_the_survivor(world: W
     assert sums[survivor["profile_id"]] == 1100 and sum(sums.values()) == 1100
     # folding again moves nothing
     assert run_once(w.inst, w.clock.now()).merges == 0
+
+
+def test_birthdays_bring_bonus_points_and_the_tiers_birthday_coupon_once_a_year(world: World) -> None:
+    w = world
+    coupons.create_template(w.inst, {"key": "silver_bday", "name": "银卡生日券", "kind": "fixed", "amount": "50",
+                                     "valid_days": 30, "per_person": None})  # fmt: skip
+    points.set_program(w.inst, {"rates": [{"currency": "CNY", "points_per_unit": "1"}],
+                                "bonuses": [{"key": "bday", "name": "生日积分", "name_en": "Birthday points",
+                                             "event": "birthday", "points": 100, "per": "year"}]})  # fmt: skip
+    levels = [{"key": "regular", "name": "普通会员", "name_en": "Member", "threshold": "0"},
+              {"key": "silver", "name": "银卡会员", "name_en": "Silver", "threshold": "1000",
+               "benefits": {"birthday_coupon": "no_such_template"}}]  # fmt: skip
+    refused = w.client.put("/v1/admin/loyalty/tiers/program", headers={"Authorization": "Bearer journey-tests"},
+                           json={"program": {"enabled": True, "levels": levels}})  # fmt: skip
+    assert refused.status_code == 422 and refused.json()["field"] == "program.levels[1].benefits.birthday_coupon"
+    levels[1]["benefits"] = {"birthday_coupon": "silver_bday"}
+    tiers.set_program(w.inst, {"enabled": True, "levels": levels})
+    today = w.clock.now().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%m-%d")
+    w.person("b1", name="周雨", phone="+8613500135000", birthday=f"1990-{today}")
+    w.person("b2", name="孙磊", phone="+8613500135001", birthday=f"1992-{today}")
+    order(w, "b1", "b-1", "1500", channel="app")  # silver
+    order(w, "b2", "b-2", "100", channel="app")  # regular: no birthday coupon
+    r = run_once(w.inst, w.clock.now())  # the orders first (b1 becomes silver), then the day's first daily jobs
+    assert (r.birthdays, r.birthday_coupons) == (2, 1)
+    b1 = w.admin("GET", "/v1/admin/loyalty/members/user_id:b1")
+    assert b1["points"]["balance"] == 1600 and [c["template"] for c in b1["coupons"]] == ["silver_bday"]
+    again = run_once(w.inst, w.clock.now(), force_daily=True)
+    assert (again.birthdays, again.birthday_coupons) == (0, 0)

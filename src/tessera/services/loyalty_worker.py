@@ -9,7 +9,7 @@ Each round, at the clock's time:
 2. coupons that lapsed are expired;
 3. once a day (from ``loyalty.daily_hour`` in the workspace time zone): points lots that lapsed
    are expired (a spend expires the member's own lapsed lots first, so none is ever spent),
-   ``Points Expiring`` notices, birthday bonuses;
+   ``Points Expiring`` notices, birthday bonuses and the tiers' birthday coupons;
 4. the tier review when its cron says one is due (upgrades and downgrades);
 5. the queued loyalty events are published as system events (journeys trigger on them).
 
@@ -46,6 +46,7 @@ class LoyaltyRound(BaseModel):
     daily_jobs: bool = Field(default=False, description="whether the daily jobs (notices, birthdays) ran")
     notices: int = Field(default=0, description="Points Expiring events queued")
     birthdays: int = Field(default=0, description="birthday bonuses granted")
+    birthday_coupons: int = Field(default=0, description="tier-benefit birthday coupons issued")
     tier_review: bool = Field(default=False, description="whether a scheduled tier review ran")
     tier_changes: int = 0
     published: int = Field(default=0, description="loyalty events stored as system events")
@@ -70,7 +71,9 @@ def run_once(inst: Instance, now: datetime | None = None, *, force_daily: bool =
         out.daily_jobs = True
         out.points_expired = points.expire_points(inst, now).entries
         out.notices = points.expiring_notices(inst, now)
-        out.birthdays = points.grant_birthdays(inst, now)
+        people = points.birthdays_today(inst, now)
+        out.birthdays = points.grant_birthdays(inst, now, people)
+        out.birthday_coupons = tiers.issue_birthday_coupons(inst, people, now)
         with inst.operational.session() as s:
             loyalty_common.set_cursor(s, _DAILY, _local_day(inst, now).toordinal(), now, at=now)
     if tiers.due(inst, now):

@@ -641,17 +641,13 @@ def expiring_notices(inst: Instance, now: datetime) -> int:
     return len(new)
 
 
-def grant_birthdays(inst: Instance, now: datetime) -> int:
-    """The ``birthday`` bonus for members whose birthday (trait ``birthday``, ``YYYY-MM-DD`` or
-    ``MM-DD``) is today in their time zone (trait ``timezone``, else the workspace's), once a year
-    (key ``birthday:<bonus>:<profile>:<year>``). Returns how many were granted."""
+def birthdays_today(inst: Instance, now: datetime) -> list[tuple[str, int]]:
+    """Members whose birthday (trait ``birthday``, ``YYYY-MM-DD`` or ``MM-DD``) is today in their
+    time zone (trait ``timezone``, else the workspace's): (profile id, local year)."""
     from tessera.domain.guards import person_timezone
+    from tessera.services.journey_facts import refresh_stale
 
-    with inst.operational.session() as s:
-        prog = program(s)
-    bonuses = [b for b in prog.bonuses if b.event == BIRTHDAY]
-    if not prog.enabled or not bonuses:
-        return 0
+    refresh_stale(inst)  # traits given since the attributes were computed (a birthday just entered)
     default = inst.settings.timezone
     days = {(now + timedelta(days=k)).strftime("%m-%d") for k in (-1, 0, 1)}  # every zone's today is among these
     cur = inst.analytic.cursor()
@@ -666,15 +662,27 @@ def grant_birthdays(inst: Instance, now: datetime) -> int:
         ).fetchall()
     finally:
         cur.close()
-    grants: list[NewEntry] = []
+    out: list[tuple[str, int]] = []
     for pid, birthday, zone in rows:
-        tz = person_timezone({"timezone": zone} if zone else {}, default)
-        local = now.astimezone(ZoneInfo(tz))
-        if str(birthday)[-5:] != local.strftime("%m-%d"):
-            continue
-        for b in bonuses:
-            grants.append(NewEntry(key=f"birthday:{b.key}:{pid}:{local.year}", profile_id=pid, kind="earn", points=b.points, reason=b.name, source="bonus",
-                                   source_ref=BIRTHDAY))  # fmt: skip
+        local = now.astimezone(ZoneInfo(person_timezone({"timezone": zone} if zone else {}, default)))
+        if str(birthday)[-5:] == local.strftime("%m-%d"):
+            out.append((str(pid), local.year))
+    return out
+
+
+def grant_birthdays(inst: Instance, now: datetime, people: Sequence[tuple[str, int]] | None = None) -> int:
+    """The ``birthday`` bonus for members whose birthday is today (:func:`birthdays_today`, or
+    ``people``), once a year (key ``birthday:<bonus>:<profile>:<year>``). Returns how many were granted."""
+    with inst.operational.session() as s:
+        prog = program(s)
+    bonuses = [b for b in prog.bonuses if b.event == BIRTHDAY]
+    if not prog.enabled or not bonuses:
+        return 0
+    grants = [
+        NewEntry(key=f"birthday:{b.key}:{pid}:{year}", profile_id=pid, kind="earn", points=b.points, reason=b.name,
+                 source="bonus", source_ref=BIRTHDAY)
+        for pid, year in (birthdays_today(inst, now) if people is None else people) for b in bonuses
+    ]  # fmt: skip
     if not grants:
         return 0
     with inst.operational.session() as s:

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ from tessera.services.loyalty_common import (
 )
 from tessera.stores.bulk import insert_ignoring_duplicates
 from tessera.stores.models import (
+    CouponTemplateRow,
     LoyaltyConfigRow,
     LoyaltyOrderRow,
     MemberTierRow,
@@ -201,6 +203,11 @@ def set_program(inst: Instance, body: Any, *, remap: Mapping[str, str] | None = 
         held = dict(s.execute(select(MemberTierRow.tier, func.count()).group_by(MemberTierRow.tier)).all())
         keys = {lv.key for lv in new.levels}
         problems: list[tuple[str, str]] = []
+        for i, lv in enumerate(new.levels):
+            template = lv.benefits.birthday_coupon
+            if template and s.get(CouponTemplateRow, template) is None:
+                problems.append((f"program.levels[{i}].benefits.birthday_coupon",
+                                 f"没有券模板 {template!r} / no coupon template {template!r}"))  # fmt: skip
         for src, dst in sorted(remap.items()):
             if src in keys:
                 problems.append((f"remap.{src}", f"{src} is still a level; remap moves members off removed levels"))
@@ -629,3 +636,34 @@ def set_tier_in_session(s: Session, profile_id: str, tier: str, reason: str, key
     tier_out = profile_tier(s, pid)
     assert tier_out is not None
     return SetTierOut(change=change, tier=tier_out)
+
+
+def issue_birthday_coupons(inst: Instance, people: Sequence[tuple[str, int]], now: datetime) -> int:
+    """The tier benefit ``birthday_coupon``: for each (member, local year) whose birthday is today, a
+    coupon of their tier's template (key ``tier-birthday:<profile>:<year>``: once a year; a refusal —
+    stock, limit, template paused — is skipped). Returns how many were issued."""
+    from tessera.services.coupons import IssueRequest, issue_in_session
+
+    if not people:
+        return 0
+    issued = 0
+    with inst.operational.session() as s:
+        p = _active(s)
+        if p is None or not any(lv.benefits.birthday_coupon for lv in p.levels):
+            return 0
+        templates = {lv.key: lv.benefits.birthday_coupon for lv in p.levels}
+        current = _current(s, [pid for pid, _ in people])
+        wanted: dict[str, list[IssueRequest]] = defaultdict(list)
+        for pid, year in people:
+            tier = current[pid][0] if pid in current else p.first.key
+            template = templates.get(tier)
+            if template:
+                wanted[template].append(IssueRequest(profile_id=pid, key=f"tier-birthday:{pid}:{year}", source="tier",
+                                                     source_ref=f"tier:{tier}", campaign=f"tier:{tier}"))  # fmt: skip
+        for template, requests in wanted.items():
+            try:
+                got = issue_in_session(s, template, requests, now)
+            except LoyaltyError:
+                continue  # the template is gone: the programme check names it when the programme is saved
+            issued += sum(1 for i in got.issued if not i.replayed)
+    return issued
