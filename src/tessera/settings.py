@@ -106,6 +106,8 @@ class LoyaltySettings(BaseModel):
     worker_interval_seconds: float = 5.0
     #: the local hour (workspace time zone) from which the daily jobs run: expiry notices, birthdays
     daily_hour: int = Field(default=3, ge=0, le=23)
+    #: days ahead of a coupon's end that ``Coupon Expiring`` is sent (0 = never)
+    coupon_notice_days: int = Field(default=3, ge=0, le=365)
     #: orders per batch (one operational transaction each). A back-fill of many orders holds the
     #: operational store's write lock per batch (~10 s for 200,000 on SQLite); lower it to keep API
     #: writes (redemptions, spends) quicker during back-fills, raise it for throughput.

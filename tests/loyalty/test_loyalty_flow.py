@@ -274,3 +274,28 @@ def test_birthdays_bring_bonus_points_and_the_tiers_birthday_coupon_once_a_year(
     assert b1["points"]["balance"] == 1600 and [c["template"] for c in b1["coupons"]] == ["silver_bday"]
     again = run_once(w.inst, w.clock.now(), force_daily=True)
     assert (again.birthdays, again.birthday_coupons) == (0, 0)
+
+
+def test_a_coupon_about_to_lapse_starts_a_reminder_journey_once(world: World) -> None:
+    w = world
+    coupons.create_template(w.inst, {"key": "week_10", "name": "周末10元券", "kind": "fixed", "amount": "10",
+                                     "valid_days": 7, "per_person": None})  # fmt: skip
+    w.person("c1", name="刘洋", phone="+8613300133000")
+    w.journey("优惠券到期提醒", {
+        "nodes": [
+            {"id": "e", "type": "entry", "data": {"event": {"name": "Coupon Expiring"}}},
+            {"id": "sms", "type": "sms", "data": {"template": {
+                "body": "您的{{ event.template_name }} {{ event.code }} 还有{{ event.days_left }}天到期。回复TD退订"}}},
+        ],
+        "edges": [{"source": "e", "target": "sms"}],
+        "settings": {"reentry": {"policy": "always"}},
+    })  # fmt: skip
+    code = coupon_issue.issue(w.inst, "week_10", "user_id:c1", "weekend:c1").coupon.code
+    settle(w)
+    assert w.sms_to("+8613300133000") == []  # 7 days left: not yet
+    w.clock.advance(timedelta(days=4, hours=12))  # 2.5 days left
+    settle(w)
+    assert w.sms_to("+8613300133000") == [f"您的周末10元券 {code} 还有2天到期。回复TD退订"]
+    w.clock.advance(timedelta(days=1))
+    settle(w)
+    assert len(w.sms_to("+8613300133000")) == 1  # once per coupon

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -41,7 +41,7 @@ from tessera.domain.coupons import CouponState, CouponTemplate, discount_minor, 
 from tessera.domain.money import from_minor
 from tessera.runtime import Instance
 from tessera.services import loyalty_common
-from tessera.services.loyalty_common import COUPON_ISSUED, COUPON_REDEEMED, LoyaltyError
+from tessera.services.loyalty_common import COUPON_EXPIRING, COUPON_ISSUED, COUPON_REDEEMED, LoyaltyError
 from tessera.stores.models import CouponRow, CouponTemplateRow, LoyaltyEventRow
 
 T: Any = CouponTemplateRow.__table__
@@ -759,6 +759,38 @@ def expire_coupons(s: Session, now: datetime) -> int:
         .values(status="expired", expired_at=now)
     )
     return int(done.rowcount or 0)
+
+
+def expiring_notices(s: Session, now: datetime, days: int) -> int:
+    """``Coupon Expiring`` (优惠券即将过期) for each usable coupon whose ``valid_until`` falls within
+    ``days`` from now: one event per coupon (key ``coupon-expiring:<coupon key>``), in the caller's
+    transaction; properties: code, template, template_name, valid_until, days_left. Returns how many
+    were new."""
+    if days <= 0:
+        return 0
+    until = now + timedelta(days=days)
+    rows = s.execute(
+        select(C.c.key, C.c.profile_id, C.c.code, C.c.template, C.c.valid_until, C.c.campaign).where(
+            and_(C.c.status == "issued", C.c.valid_until > now, C.c.valid_until <= until)
+        )
+    ).all()
+    if not rows:
+        return 0
+    keys = [f"coupon-expiring:{r.key}" for r in rows]
+    known: set[str] = set()
+    for part in _chunks(keys):
+        known.update(s.scalars(select(LoyaltyEventRow.key).where(LoyaltyEventRow.key.in_(part))))
+    names = {t: load_template(s, t).name for t in {r.template for r in rows}}
+    events = []
+    for key, r in zip(keys, rows, strict=True):
+        if key in known:
+            continue
+        ends = as_utc(r.valid_until)
+        events.append((key, r.profile_id, COUPON_EXPIRING, {
+            "code": r.code, "template": r.template, "template_name": names[r.template], "campaign": r.campaign,
+            "valid_until": ends.isoformat(), "days_left": max((ends - now).days, 0)}))  # fmt: skip
+    loyalty_common.emit(s, events, now)
+    return len(events)
 
 
 def run_expiry(inst: Instance) -> int:

@@ -32,6 +32,7 @@ POINTS_EXPIRING = "Points Expiring"
 POINTS_EARNED = "Points Earned"
 COUPON_ISSUED = "Coupon Issued"
 COUPON_REDEEMED = "Coupon Redeemed"
+COUPON_EXPIRING = "Coupon Expiring"
 
 
 class LoyaltyError(RequestError):

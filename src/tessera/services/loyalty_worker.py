@@ -9,7 +9,7 @@ Each round, at the clock's time:
 2. coupons that lapsed are expired;
 3. once a day (from ``loyalty.daily_hour`` in the workspace time zone): points lots that lapsed
    are expired (a spend expires the member's own lapsed lots first, so none is ever spent),
-   ``Points Expiring`` notices, birthday bonuses and the tiers' birthday coupons;
+   ``Points Expiring`` and ``Coupon Expiring`` notices, birthday bonuses and the tiers' birthday coupons;
 4. the tier review when its cron says one is due (upgrades and downgrades);
 5. the queued loyalty events are published as system events (journeys trigger on them).
 
@@ -46,6 +46,7 @@ class LoyaltyRound(BaseModel):
     daily_jobs: bool = Field(default=False, description="whether the daily jobs (notices, birthdays) ran")
     notices: int = Field(default=0, description="Points Expiring events queued")
     birthdays: int = Field(default=0, description="birthday bonuses granted")
+    coupon_notices: int = Field(default=0, description="Coupon Expiring events queued")
     birthday_coupons: int = Field(default=0, description="tier-benefit birthday coupons issued")
     tier_review: bool = Field(default=False, description="whether a scheduled tier review ran")
     tier_changes: int = 0
@@ -71,6 +72,8 @@ def run_once(inst: Instance, now: datetime | None = None, *, force_daily: bool =
         out.daily_jobs = True
         out.points_expired = points.expire_points(inst, now).entries
         out.notices = points.expiring_notices(inst, now)
+        with inst.operational.session() as s:
+            out.coupon_notices = coupons.expiring_notices(s, now, inst.settings.loyalty.coupon_notice_days)
         people = points.birthdays_today(inst, now)
         out.birthdays = points.grant_birthdays(inst, now, people)
         out.birthday_coupons = tiers.issue_birthday_coupons(inst, people, now)
