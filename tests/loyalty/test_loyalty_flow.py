@@ -299,3 +299,25 @@ def test_a_coupon_about_to_lapse_starts_a_reminder_journey_once(world: World) ->
     w.clock.advance(timedelta(days=1))
     settle(w)
     assert len(w.sms_to("+8613300133000")) == 1  # once per coupon
+
+
+def test_a_refund_claws_back_points_and_gives_back_a_returnable_coupon(world: World) -> None:
+    w = world
+    setup_programme(w)
+    coupons.create_template(w.inst, {"key": "back_15", "name": "退款可退券", "kind": "fixed", "amount": "15",
+                                     "valid_days": 30, "return_on_refund": True})  # fmt: skip
+    w.person("r1", name="黄磊", phone="+8613200132000")
+    keep = coupon_issue.issue(w.inst, "welcome_20", "user_id:r1", "w:r1").coupon.code  # not returnable
+    back = coupon_issue.issue(w.inst, "back_15", "user_id:r1", "b:r1").coupon.code
+    order(w, "r1", "r-1", "300", channel="app", coupon=back)
+    order(w, "r1", "r-2", "200", channel="app", coupon=keep)
+    settle(w)
+    member = w.admin("GET", "/v1/admin/loyalty/members/user_id:r1")
+    assert member["points"]["balance"] == 500 and {c["status"] for c in member["coupons"]} == {"redeemed"}
+    for oid in ("r-1", "r-2"):
+        w.send({"type": "track", "userId": "r1", "event": "Order Refunded", "properties": {"order_id": oid}})
+    settle(w)
+    member = w.admin("GET", "/v1/admin/loyalty/members/user_id:r1")
+    states = {c["code"]: (c["status"], c["order_id"]) for c in member["coupons"]}
+    assert states == {back: ("issued", None), keep: ("redeemed", "r-2")}
+    assert member["points"]["balance"] == 0

@@ -99,6 +99,9 @@ class CouponTemplate(BaseModel):
     channels: list[str] = Field(default_factory=list, max_length=50, description="where usable; empty = everywhere")
     code_prefix: str = Field(default="", pattern=PREFIX_PATTERN, description="e.g. BDAY-")
     campaign: str | None = Field(default=None, max_length=100, description="a label for reports")
+    return_on_refund: bool = Field(
+        default=False, description="退款退券: a refunded order gives its coupon back while it is still valid"
+    )
     public_code: str | None = Field(
         default=None,
         pattern=PUBLIC_CODE_PATTERN,

@@ -793,6 +793,26 @@ def expiring_notices(s: Session, now: datetime, days: int) -> int:
     return len(events)
 
 
+def return_on_refund(s: Session, order_ids: Sequence[str], now: datetime) -> int:
+    """Coupons used on refunded orders go back to their owner (``issued``, redemption cleared) when
+    their template says ``return_on_refund`` and they are still valid; in the caller's transaction.
+    Returns how many came back."""
+    back = 0
+    for part in _chunks(list(dict.fromkeys(order_ids))):
+        rows = s.execute(select(C.c.id, C.c.template, C.c.valid_until)
+                         .where(and_(C.c.order_id.in_(part), C.c.status == "redeemed"))).all()  # fmt: skip
+        for id_, template, until in rows:
+            if not load_template(s, template).return_on_refund or (until is not None and as_utc(until) <= now):
+                continue
+            done: Any = s.execute(
+                update(C).where(and_(C.c.id == id_, C.c.status == "redeemed"))
+                .values(status="issued", redeemed_at=None, order_id=None, order_amount=None, discount=None,
+                        redeem_channel=None)
+            )  # fmt: skip
+            back += int(done.rowcount or 0)
+    return back
+
+
 def run_expiry(inst: Instance) -> int:
     with inst.operational.session() as s:
         return expire_coupons(s, inst.clock.now())

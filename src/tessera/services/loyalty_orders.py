@@ -71,6 +71,7 @@ class OrdersProgress:
     points: int = 0
     bonuses: int = 0
     refunds: int = 0
+    coupons_returned: int = 0  # coupons of refunded orders given back (templates with return_on_refund)
     rejections: int = 0
     profiles: int = 0
     more: bool = False
@@ -488,6 +489,11 @@ def _one_batch(inst: Instance, now: datetime, limit: int, out: OrdersProgress) -
             c = _ORDERS.c
             for part in _chunks(status_updates):
                 s.execute(update(_ORDERS).where(c.order_id.in_(part)).values(status="refunded"))
+        refunded = [oid for oid, *_ in refunds if oid]
+        if refunded:  # coupons used on these orders (this batch's or earlier) may come back
+            from tessera.services.coupons import return_on_refund
+
+            out.coupons_returned += return_on_refund(s, refunded, now)
         insert_ignoring_duplicates(s, LoyaltyRejectionRow.__table__, rejections)
         # in key order, so the unique key index is filled in sequence; a member's credits of the batch
         # (bonus:…, order:…) still come before their clawbacks (refund:…)
