@@ -60,6 +60,7 @@ class LoyaltyRound(BaseModel):
 def run_once(inst: Instance, now: datetime | None = None, *, force_daily: bool = False) -> LoyaltyRound:
     """One round of everything the worker does (at ``now``, default the clock's)."""
     from tessera.services import coupons, loyalty_merges, loyalty_orders, points, tiers
+    from tessera.services.journey_facts import refresh_stale
 
     now = now or inst.clock.now()
     out = LoyaltyRound()
@@ -74,6 +75,7 @@ def run_once(inst: Instance, now: datetime | None = None, *, force_daily: bool =
         out.notices = points.expiring_notices(inst, now)
         with inst.operational.session() as s:
             out.coupon_notices = coupons.expiring_notices(s, now, inst.settings.loyalty.coupon_notice_days)
+        refresh_stale(inst)  # traits given since the attributes were computed (a birthday just entered)
         people = points.birthdays_today(inst, now)
         out.birthdays = points.grant_birthdays(inst, now, people)
         out.birthday_coupons = tiers.issue_birthday_coupons(inst, people, now)

@@ -643,11 +643,10 @@ def expiring_notices(inst: Instance, now: datetime) -> int:
 
 def birthdays_today(inst: Instance, now: datetime) -> list[tuple[str, int]]:
     """Members whose birthday (trait ``birthday``, ``YYYY-MM-DD`` or ``MM-DD``) is today in their
-    time zone (trait ``timezone``, else the workspace's): (profile id, local year)."""
+    time zone (trait ``timezone``, else the workspace's): (profile id, local year). Reads the stored
+    profile attributes: the daily job refreshes stale ones first."""
     from tessera.domain.guards import person_timezone
-    from tessera.services.journey_facts import refresh_stale
 
-    refresh_stale(inst)  # traits given since the attributes were computed (a birthday just entered)
     default = inst.settings.timezone
     days = {(now + timedelta(days=k)).strftime("%m-%d") for k in (-1, 0, 1)}  # every zone's today is among these
     cur = inst.analytic.cursor()
