@@ -36,7 +36,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,8 @@ EVENTS_CURSOR = "events_rowid"
 ORDERS_CURSOR = "orders_rowid"
 DEFAULT_CURRENCY = "CNY"
 _EXCLUDED = ("refunded", "cancelled")
+#: a batch writing this many orders refreshes PostgreSQL's statistics of the loyalty tables
+_ANALYZE_FROM = 10_000
 _ORDER_COLUMNS = ("order_id", "profile_id", "amount", "currency", "channel", "ordered_at", "coupon_code", "points",
                   "status", "source", "message_id", "created_at")  # fmt: skip
 _ORDERS: Any = LoyaltyOrderRow.__table__
@@ -504,6 +506,13 @@ def _one_batch(inst: Instance, now: datetime, limit: int, out: OrdersProgress) -
         _evaluate_tiers(s, touched, now, out.notes)
         t = out._took("tiers", t)
     out._took("commit", t)
+    if not text_times and len(new) >= _ANALYZE_FROM:
+        # PostgreSQL plans the next batch's key lookups from statistics: a table that just grew by
+        # thousands of rows, not yet analysed, is planned as tiny and scanned whole per lookup.
+        began = time.perf_counter()
+        with inst.operational.session() as s:
+            s.execute(text("ANALYZE loyalty_orders, points_ledger, points_accounts"))
+        out._took("analyze", began)
     out.events_read += b.events_read
     out.orders_read += b.orders_read
     out.orders_new += len(new)
