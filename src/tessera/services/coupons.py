@@ -798,11 +798,14 @@ def return_on_refund(s: Session, order_ids: Sequence[str], now: datetime) -> int
     their template says ``return_on_refund`` and they are still valid; in the caller's transaction.
     Returns how many came back."""
     back = 0
+    returnable: dict[str, bool] = {}  # per template, read once
     for part in _chunks(list(dict.fromkeys(order_ids))):
         rows = s.execute(select(C.c.id, C.c.template, C.c.valid_until)
                          .where(and_(C.c.order_id.in_(part), C.c.status == "redeemed"))).all()  # fmt: skip
         for id_, template, until in rows:
-            if not load_template(s, template).return_on_refund or (until is not None and as_utc(until) <= now):
+            if template not in returnable:
+                returnable[template] = load_template(s, template).return_on_refund
+            if not returnable[template] or (until is not None and as_utc(until) <= now):
                 continue
             done: Any = s.execute(
                 update(C).where(and_(C.c.id == id_, C.c.status == "redeemed"))
